@@ -1,0 +1,1 @@
+"""Panel UI: pages, view-models, browser components and REST handlers. Calls engine services only."""

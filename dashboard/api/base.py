@@ -1,0 +1,579 @@
+"""The REST API's one mechanism: endpoints declared once, Tornado routes and OpenAPI generated from them.
+
+A capability declares its endpoints in its own module (``dashboard/api/jobs.py``...) with the registry's
+decorator; the function receives a ``Call`` (settings, authenticated user, parsed parameters and body, a
+lazily opened database session) and returns a JSON-able value or a ``Reply``::
+
+    JOB = registry.schema("Job", {"type": "object", ...})
+
+    @registry.endpoint(
+        "GET", "/api/v1/jobs/{id}", summary="Detalhes de um job", permission="jobs.view",
+        params=[path("id", "integer", "Id do job", minimum=1)], returns=Returns(200, JOB),
+        errors=[NotFound], tags=["jobs"],
+    )
+    def get_job(call: Call) -> dict: ...
+
+What the handler does for every request, in order: request id and metrics (``dashboard.web``), method
+check (405), declared body size (413, before the body is read when ``Content-Length`` says so), then in a
+worker thread with its own ``session_scope``: bearer token (401), endpoint permission (403), path and query
+parameters (422, unknown query parameters included), JSON body (415 wrong type, 400 malformed, 422 schema),
+the endpoint function, commit. Every failure becomes ``{"error": CODE, "detail": ...}`` through
+``dashboard.web.error_reply``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy.orm import Session
+from tornado.httputil import HTTPHeaders
+from tornado.web import RequestHandler, stream_request_body
+
+from dashboard.web import MethodNotAllowed, ObservedHandler, UnsupportedMediaType, dump_json, run_blocking
+from engine.accounts import user_for_token
+from engine.db import session_scope
+from engine.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    EngineError,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from engine.models import User
+from engine.security import TOKEN_PREFIX, require
+from engine.settings import Settings
+
+JSON = dict[str, Any]
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1024 * 1024
+DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+PARAM_TYPES = ("integer", "number", "string", "boolean", "date-time")
+INT32_MAX = 2**31 - 1
+MAX_TOKEN_LENGTH = 256
+_TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+# Declarations ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    """A path or query parameter with its type and bounds; ``parse`` turns the raw text into a value."""
+
+    name: str
+    location: str
+    type: str = "string"
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int = 200
+
+    def __post_init__(self) -> None:
+        if self.location not in ("path", "query"):
+            raise ValueError(f"parameter {self.name}: location must be path or query")
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"parameter {self.name}: type must be one of {PARAM_TYPES}")
+
+    def schema(self) -> JSON:
+        if self.type == "date-time":
+            schema: JSON = {"type": "string", "format": "date-time"}
+        elif self.type == "integer":
+            schema = {"type": "integer", "minimum": self.minimum if self.minimum is not None else -INT32_MAX - 1,
+                      "maximum": self.maximum if self.maximum is not None else INT32_MAX}
+        else:
+            schema = {"type": self.type}
+            if self.type == "number":
+                schema.update({k: v for k, v in (("minimum", self.minimum), ("maximum", self.maximum))
+                               if v is not None})
+        if self.type == "string":
+            schema["maxLength"] = self.max_length
+        if self.enum is not None:
+            schema["enum"] = list(self.enum)
+        if self.default is not None:
+            schema["default"] = self.default
+        return schema
+
+    def parse(self, raw: str) -> Any:
+        """The typed value of ``raw``; ``ValueError`` with a message for a person otherwise."""
+        if self.type == "integer":
+            if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw.strip()):
+                raise ValueError("esperado um número inteiro")
+            value: Any = int(raw)
+        elif self.type == "number":
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError("esperado um número") from None
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("esperado um número finito")
+        elif self.type == "boolean":
+            lowered = raw.strip().lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError("esperado true ou false")
+            value = lowered in ("true", "1")
+        elif self.type == "date-time":
+            value = parse_datetime(raw)
+        else:
+            value = raw
+            if len(value) > self.max_length:
+                raise ValueError(f"no máximo {self.max_length} caracteres")
+        if self.enum is not None and value not in self.enum:
+            raise ValueError(f"use um de: {', '.join(self.enum)}")
+        bounds = self.schema()
+        if "minimum" in bounds and value < bounds["minimum"]:
+            raise ValueError(f"mínimo {bounds['minimum']}")
+        if "maximum" in bounds and value > bounds["maximum"]:
+            raise ValueError(f"máximo {bounds['maximum']}")
+        return value
+
+
+def path(name: str, type: str = "integer", description: str = "", **options: Any) -> Param:
+    return Param(name, "path", type, description, required=True, **options)
+
+
+def query(name: str, type: str = "string", description: str = "", **options: Any) -> Param:
+    return Param(name, "query", type, description, **options)
+
+
+def parse_datetime(raw: str) -> datetime:
+    """ISO 8601 date or date-time; values without an offset are taken as UTC."""
+    text = raw.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            value = datetime.combine(date.fromisoformat(text), time.min)
+        else:
+            value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("esperada data ISO 8601, ex.: 2025-01-31 ou 2025-01-31T13:00:00-03:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A JSON request body: a JSON Schema (2020-12) or the name of a registered schema."""
+
+    schema: JSON | str
+    description: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Returns:
+    """The success answer: status and schema (a registered name, an inline schema, or None for no body)."""
+
+    status: int = 200
+    schema: JSON | str | None = None
+    description: str = "OK"
+    headers: Mapping[str, str] = field(default_factory=dict)  # name -> description, for the document
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    func: Callable[[Call], Any]
+    summary: str
+    description: str = ""
+    permission: str | None = None
+    public: bool = False
+    params: tuple[Param, ...] = ()
+    body: Body | None = None
+    returns: Returns = field(default_factory=Returns)
+    errors: tuple[type[EngineError], ...] = ()
+    tags: tuple[str, ...] = ()
+    operation_id: str = ""
+    max_body: int = MAX_BODY_BYTES
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass
+class Reply:
+    """An answer with a status or headers other than the declared defaults."""
+
+    body: Any = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Registry:
+    """Endpoints and the named schemas they use. ``registry`` below is the application's."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+        self.schemas: dict[str, JSON] = {}
+
+    def schema(self, name: str, definition: JSON) -> str:
+        """Register a component schema (referred to as ``#/components/schemas/NAME``); returns the name."""
+        if name in self.schemas and self.schemas[name] != definition:
+            raise ValueError(f"schema {name!r} is already registered with another definition")
+        self.schemas[name] = definition
+        return name
+
+    def endpoint(self, method: str, path: str, *, summary: str, description: str = "",
+                 permission: str | None = None, public: bool = False, params: Iterable[Param] = (),
+                 body: Body | None = None, returns: Returns | None = None,
+                 errors: Iterable[type[EngineError]] = (), tags: Iterable[str] = (), operation_id: str = "",
+                 max_body: int = MAX_BODY_BYTES) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+        def register(func: Callable[[Call], Any]) -> Callable[[Call], Any]:
+            self.add(Endpoint(method=method.upper(), path=path, func=func, summary=summary,
+                              description=description, permission=permission, public=public,
+                              params=tuple(params), body=body, returns=returns or Returns(),
+                              errors=tuple(errors), tags=tuple(tags),
+                              operation_id=operation_id or func.__name__, max_body=max_body))
+            return func
+
+        return register
+
+    def add(self, endpoint: Endpoint) -> None:
+        where = f"{endpoint.method} {endpoint.path}"
+        if endpoint.method not in METHODS:
+            raise ValueError(f"{where}: method must be one of {METHODS}")
+        if not (endpoint.path == API_PREFIX or endpoint.path.startswith(API_PREFIX + "/")):
+            raise ValueError(f"{where}: API paths start with {API_PREFIX}/")
+        if endpoint.path.endswith("/"):
+            raise ValueError(f"{where}: no trailing slash")
+        names = _TEMPLATE_PARAM.findall(endpoint.path)
+        declared = [p.name for p in endpoint.params if p.location == "path"]
+        if sorted(names) != sorted(declared):
+            raise ValueError(f"{where}: path parameters {names} must be declared exactly (declared {declared})")
+        if len({p.name for p in endpoint.params}) != len(endpoint.params):
+            raise ValueError(f"{where}: a parameter is declared twice")
+        for existing in self.endpoints:
+            if (existing.method, _shape(existing.path)) == (endpoint.method, _shape(endpoint.path)):
+                raise ValueError(f"{where}: already declared as {existing.path}")
+            if existing.operation_id == endpoint.operation_id:
+                raise ValueError(f"{where}: operation id {endpoint.operation_id!r} is already used")
+        for ref in (endpoint.returns.schema, endpoint.body.schema if endpoint.body else None):
+            if isinstance(ref, str) and ref not in self.schemas:
+                raise ValueError(f"{where}: schema {ref!r} is not registered")
+        self.endpoints.append(endpoint)
+
+    def by_path(self) -> dict[str, dict[str, Endpoint]]:
+        """Endpoints grouped by path template, literal segments ordered before parameters (so that
+        ``/jobs/stats`` is matched before ``/jobs/{id}``)."""
+        grouped: dict[str, dict[str, Endpoint]] = {}
+        for ep in self.endpoints:
+            grouped.setdefault(ep.path, {})[ep.method] = ep
+        return dict(sorted(grouped.items(), key=lambda item: _route_order(item[0])))
+
+
+def _shape(template: str) -> str:
+    return _TEMPLATE_PARAM.sub("{}", template)
+
+
+def _route_order(template: str) -> tuple[tuple[int, str], ...]:
+    return tuple((1 if _TEMPLATE_PARAM.fullmatch(seg) else 0, seg) for seg in template.split("/"))
+
+
+def template_to_pattern(template: str) -> str:
+    """``/api/v1/jobs/{id}`` -> ``/api/v1/jobs/(?P<id>[^/]+)`` (Tornado anchors it at both ends)."""
+    parts = _TEMPLATE_PARAM.split(template)
+    out = []
+    for i, part in enumerate(parts):
+        out.append(f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part))
+    return "".join(out)
+
+
+registry = Registry()
+DEFAULT_REGISTRY = registry
+endpoint = registry.endpoint
+schema = registry.schema
+
+
+# Running a call -----------------------------------------------------------------------------------------
+
+@dataclass
+class Call:
+    """What an endpoint function receives. ``session`` opens on first use and commits when the function
+    returned without error (rolls back otherwise)."""
+
+    endpoint: Endpoint
+    settings: Settings
+    registry: Registry
+    request_id: str
+    headers: HTTPHeaders
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    user: User | None = None
+    _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+    _session: Session | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._stack.enter_context(session_scope(self.settings))
+        return self._session
+
+    @property
+    def actor(self) -> User:
+        if self.user is None:
+            raise AuthenticationFailed("Este endpoint exige um usuário autenticado.")
+        return self.user
+
+
+@dataclass
+class Request:
+    """The parts of an HTTP request the API looks at (kept apart from Tornado so calls can run in a thread)."""
+
+    method: str
+    path_args: Mapping[str, str]
+    query: Mapping[str, list[bytes]]
+    headers: HTTPHeaders
+    body: bytes
+    request_id: str
+
+
+def bearer_token(headers: HTTPHeaders) -> str:
+    raw = headers.get("Authorization") or ""
+    scheme, _, token = raw.partition(" ")
+    token = token.strip()
+    if not raw:
+        raise AuthenticationFailed(f"Informe um token de API no cabeçalho 'Authorization: Bearer {TOKEN_PREFIX}...'.")
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise AuthenticationFailed("Cabeçalho Authorization inválido; use 'Bearer <token>'.")
+    return token
+
+
+def parse_params(ep: Endpoint, path_args: Mapping[str, str], query: Mapping[str, list[bytes]]) -> dict[str, Any]:
+    errors: list[dict[str, str]] = []
+    values: dict[str, Any] = {}
+    for name in query:
+        param = ep.param(name)
+        if param is None or param.location != "query":
+            known = ", ".join(p.name for p in ep.params if p.location == "query") or "nenhum"
+            errors.append({"field": name, "message": f"parâmetro desconhecido (aceitos: {known})"})
+    for param in ep.params:
+        if param.location == "path":
+            raw: str | None = path_args.get(param.name)
+        else:
+            given = query.get(param.name, [])
+            if len(given) > 1:
+                errors.append({"field": param.name, "message": "informe um único valor"})
+                continue
+            try:
+                raw = given[0].decode("utf-8") if given else None
+            except UnicodeDecodeError:
+                errors.append({"field": param.name, "message": "texto UTF-8 inválido"})
+                continue
+        if raw is None or (raw == "" and param.location == "query"):
+            if param.required:
+                errors.append({"field": param.name, "message": "obrigatório"})
+            else:
+                values[param.name] = param.default
+            continue
+        try:
+            values[param.name] = param.parse(raw)
+        except ValueError as exc:
+            errors.append({"field": param.name, "message": str(exc)})
+    if errors:
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ValidationFailed(f"Parâmetros inválidos — {summary}.", errors=errors)
+    return values
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} não é JSON válido")
+
+
+def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: bytes) -> Any:
+    """The request's JSON body, validated against the endpoint's schema. Endpoints without a declared body
+    accept an empty body or ``{}`` only, so a client never believes an ignored field was applied."""
+    if not raw.strip():
+        if ep.body is not None and ep.body.required:
+            raise BadRequest("Corpo JSON obrigatório neste endpoint.")
+        return None
+    content_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("Envie o corpo como JSON ('Content-Type: application/json').",
+                                   content_type=content_type)
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise BadRequest("Corpo não está em UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
+    if ep.body is None:
+        if value in ({}, None):
+            return None
+        raise BadRequest("Este endpoint não aceita corpo na requisição.")
+    errors = validate_schema(value, ep.body.schema, registry)
+    if errors:
+        summary = "; ".join(f"{e['field'] or '(raiz)'}: {e['message']}" for e in errors[:5])
+        raise ValidationFailed(f"Corpo inválido — {summary}.", errors=errors)
+    return value
+
+
+def validate_schema(value: Any, schema_or_name: JSON | str, registry: Registry) -> list[dict[str, str]]:
+    """Errors of ``value`` against a JSON Schema 2020-12 (``#/components/schemas/...`` refs resolve)."""
+    from jsonschema import Draft202012Validator
+
+    root: JSON = ({"$ref": f"#/components/schemas/{schema_or_name}"} if isinstance(schema_or_name, str)
+                  else dict(schema_or_name))
+    root["components"] = {"schemas": registry.schemas}
+    validator = Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [{"field": "/".join(str(p) for p in err.absolute_path), "message": err.message[:300]}
+            for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def execute(ep: Endpoint, request: Request, *, settings: Settings, registry: Registry,
+            on_user: Callable[[int], None] = lambda _uid: None) -> tuple[int, bytes | None, dict[str, str]]:
+    """Run one API call to its end (blocking): auth, permission, parsing, the function, commit.
+    Returns (status, JSON bytes or None, headers)."""
+    call = Call(endpoint=ep, settings=settings, registry=registry, request_id=request.request_id,
+                headers=request.headers)
+    with call._stack:
+        if not ep.public:
+            token = bearer_token(request.headers)
+            call.user = user_for_token(call.session, token=token)
+            on_user(call.user.id)
+            if ep.permission:
+                require(call.user, ep.permission)
+        call.params = parse_params(ep, request.path_args, request.query)
+        call.body = parse_body(ep, registry, request.headers, request.body)
+        result = ep.func(call)
+        reply = result if isinstance(result, Reply) else Reply(result)
+        status = reply.status or ep.returns.status
+        if status == 204 or (reply.body is None and ep.returns.schema is None):
+            payload = None
+        else:
+            payload = dump_json(reply.body)
+    return status, payload, reply.headers
+
+
+# Tornado handlers ---------------------------------------------------------------------------------------
+
+@stream_request_body
+class ApiHandler(ObservedHandler):
+    """Serves every endpoint declared for one path template (one route per template, dispatch by method)."""
+
+    endpoints: dict[str, Endpoint]
+    registry: Registry
+
+    def initialize(self, *, config: Settings, route: str | None = None,
+                   endpoints: dict[str, Endpoint] | None = None, registry: Registry | None = None,
+                   **_: Any) -> None:
+        super().initialize(config=config, route=route)
+        self.endpoints = endpoints or {}
+        self.registry = registry if registry is not None else DEFAULT_REGISTRY
+        self._body = bytearray()
+        self._too_large = False
+
+    # Bearer tokens cannot be sent by a browser on its own, so cookie/origin CSRF checks do not apply.
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        return True
+
+    @property
+    def ep(self) -> Endpoint:
+        ep = self.endpoints.get(self.request.method or "")
+        if ep is None:
+            allowed = sorted(self.endpoints)
+            raise MethodNotAllowed(f"Método {self.request.method} não aceito em {self.route}; use "
+                                   f"{', '.join(allowed)}.", allow=allowed)
+        return ep
+
+    def prepare(self) -> Any:
+        super().prepare()
+        ep = self.ep
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > ep.max_body:
+            self._too_large = True
+            # A client that is still uploading sees a reset, not our answer, if we reply and close at once:
+            # bodies a little over the limit are read and dropped so the 413 arrives; huge ones are refused
+            # before a byte of them is read.
+            if int(length) > ep.max_body + DRAIN_LIMIT_BYTES:
+                self._too_large_error(int(length))
+        return None
+
+    def _too_large_error(self, size: int | None) -> None:
+        limit = self.ep.max_body
+        raise PayloadTooLarge(f"Corpo maior que o limite de {limit // 1024} KiB deste endpoint.",
+                              size=size, limit=limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return  # drain and drop: memory stays bounded whatever the client sends
+        if len(self._body) + len(chunk) > self.ep.max_body:
+            self._too_large = True
+            self._body = bytearray()
+            return
+        self._body.extend(chunk)
+
+    async def _dispatch(self, **path_args: str) -> None:
+        ep = self.ep
+        if self._too_large:
+            length = self.request.headers.get("Content-Length", "")
+            self._too_large_error(int(length) if length.isdigit() else None)
+        request = Request(method=ep.method, path_args=path_args, query=self.request.query_arguments,
+                          headers=self.request.headers, body=bytes(self._body), request_id=self.request_id)
+
+        def remember_user(user_id: int) -> None:
+            self.user_id = user_id
+
+        status, payload, headers = await run_blocking(
+            lambda: execute(ep, request, settings=self.config, registry=self.registry, on_user=remember_user),
+            pool="api", workers=max(4, self.config.web_threads * 2))
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
+        if payload is None:
+            self.finish()
+            return
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(payload)
+
+    async def get(self, **path_args: str) -> None:
+        await self._dispatch(**path_args)
+
+    async def post(self, **path_args: str) -> None:
+        await self._dispatch(**path_args)
+
+    async def put(self, **path_args: str) -> None:
+        await self._dispatch(**path_args)
+
+    async def patch(self, **path_args: str) -> None:
+        await self._dispatch(**path_args)
+
+    async def delete(self, **path_args: str) -> None:
+        await self._dispatch(**path_args)
+
+
+class ApiNotFoundHandler(ObservedHandler):
+    """Anything under /api/v1 that no endpoint declares: 404 in the API's JSON shape."""
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        return True
+
+    def prepare(self) -> Any:
+        super().prepare()
+        raise NotFound(f"Rota da API inexistente: {self.request.method} {self.request.path}. "
+                       f"Veja {API_PREFIX}/openapi.json.", entity="route", key=self.request.path)
+
+
+def build_routes(settings: Settings, reg: Registry) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
+    """Tornado routes for every endpoint of ``reg``, then the JSON 404 for the rest of /api/v1."""
+    routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [
+        (template_to_pattern(template), ApiHandler,
+         {"config": settings, "route": template, "endpoints": endpoints, "registry": reg})
+        for template, endpoints in reg.by_path().items()
+    ]
+    routes.append((re.escape(API_PREFIX) + r"(?:/.*)?", ApiNotFoundHandler,
+                   {"config": settings, "route": "unmatched"}))
+    return routes

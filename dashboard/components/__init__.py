@@ -1,0 +1,1 @@
+"""Browser components (Panel ``JSComponent``s) shared by pages."""

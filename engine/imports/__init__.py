@@ -1,0 +1,62 @@
+"""Bulk imports of CSV and XLSX files (sensor readings, clients): streamed, validated, deduplicated and
+merged into their table in one transaction. See ``engine.imports.service`` for the flow.
+
+Importing this package registers the ``import`` job handler and the ``oficina import`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if "polars" not in sys.modules:
+    # polars allocates through its own jemalloc, which by default keeps freed pages for seconds: an import
+    # that reads chunk after chunk then holds far more memory than it uses. Returning them at once keeps the
+    # worker's RSS near what the import really needs (an operator's own setting wins).
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+from engine.imports.handler import import_job, register  # noqa: E402
+from engine.imports.kinds import KINDS, ImportKind, get_kind, suggest_mapping
+from engine.imports.loader import MODES
+from engine.imports.reader import FileRefused
+from engine.imports.service import (
+    ImportOptions,
+    ImportRefused,
+    UploadWriter,
+    discard_upload,
+    get_upload,
+    import_status,
+    preview,
+    register_local_file,
+    report_link,
+    run_import,
+    save_mapping,
+    start_import,
+    sweep_uploads,
+    upload_info,
+)
+
+__all__ = [
+    "KINDS",
+    "MODES",
+    "FileRefused",
+    "ImportKind",
+    "ImportOptions",
+    "ImportRefused",
+    "UploadWriter",
+    "discard_upload",
+    "get_kind",
+    "get_upload",
+    "import_job",
+    "import_status",
+    "preview",
+    "register",
+    "register_local_file",
+    "report_link",
+    "run_import",
+    "save_mapping",
+    "start_import",
+    "suggest_mapping",
+    "sweep_uploads",
+    "upload_info",
+]

@@ -1,0 +1,266 @@
+"""The ``import`` job handler and the ``oficina import`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.db import session_scope
+from engine.errors import NotFound
+from engine.imports.kinds import KINDS
+from engine.imports.loader import MODES
+from engine.imports.service import (
+    CANCEL_POLL_SECONDS,
+    ImportOptions,
+    ImportRefused,
+    register_local_file,
+    remove_upload_file,
+    run_import,
+    start_import,
+)
+from engine.jobs import JobCancelled, JobContext, job_handler
+from engine.models import User, utcnow
+from engine.models.imports import Upload
+from engine.security import SYSTEM
+
+OPTION_NAMES = (
+    "kind",
+    "mode",
+    "mapping",
+    "encoding",
+    "separator",
+    "decimal",
+    "quote",
+    "sheet",
+    "max_invalid_share",
+    "timezone",
+)
+
+
+@job_handler("import")
+def import_job(ctx: JobContext) -> dict[str, Any]:
+    params = ctx.params
+    with ctx.session() as s:
+        upload = s.get(Upload, params.get("upload_id"))
+        if upload is None:
+            raise NotFound(f"Arquivo enviado {params.get('upload_id')} não encontrado.", entity="upload")
+        if upload.status == "imported" and upload.job_id == ctx.job_id and upload.summary:
+            return dict(upload.summary)  # delivered again after the import committed: nothing to redo
+        if upload.status == "removed" or not Path(upload.path).is_file():
+            raise NotFound(
+                f"O arquivo {upload.filename!r} já foi removido do servidor; envie-o de novo.",
+                entity="upload",
+                key=upload.id,
+            )
+        owner = s.get(User, ctx.owner_id) if ctx.owner_id is not None else SYSTEM
+        upload.status, upload.job_id = "importing", ctx.job_id
+        path, file_type, filename, upload_id = upload.path, upload.file_type, upload.filename, upload.id
+    options = ImportOptions(**{k: params[k] for k in OPTION_NAMES if k in params})
+    last = {"at": 0.0, "value": False}
+
+    def should_cancel() -> bool:
+        now = time.monotonic()
+        if now - last["at"] >= CANCEL_POLL_SECONDS:
+            last["at"], last["value"] = now, ctx.cancel_requested()
+        return bool(last["value"])
+
+    def progress(percent: float, phase: str, counters: dict[str, Any]) -> None:
+        message = (
+            f"{phase}: {counters.get('rows_read', 0):,} linhas lidas, {counters.get('rows_rejected', 0):,} "
+            "rejeitadas"
+        ).replace(",", ".")
+        ctx.progress(percent, message=message, counters=counters, force=phase == "concluído")
+
+    outcome = "failed"
+    try:
+        summary = run_import(
+            ctx.settings,
+            path=path,
+            file_type=file_type,
+            filename=filename,
+            options=options,
+            owner=owner,
+            job_id=ctx.job_id,
+            upload_id=upload_id,
+            progress=progress,
+            should_cancel=should_cancel,
+        )
+        outcome = "imported"
+        ctx.progress(100, message=_done_message(summary), counters=summary, force=True)
+        return summary
+    except ImportRefused as exc:
+        ctx.progress(message=exc.message, counters=exc.data.get("summary") or {}, force=True)
+        _mark(ctx, upload_id, "failed", exc.data.get("summary"))
+        raise
+    except JobCancelled:
+        _mark(ctx, upload_id, "failed", {"status": "cancelled"})
+        raise
+    except Exception:
+        _mark(ctx, upload_id, "failed", None)
+        raise
+    finally:
+        _remove_file(ctx, upload_id, keep_status=outcome == "imported")
+
+
+def _done_message(summary: dict[str, Any]) -> str:
+    text = (
+        f"Importadas {summary.get('rows_merged', 0):,} linhas "
+        f"({summary.get('rows_rejected', 0):,} rejeitadas, "
+        f"{summary.get('duplicates', 0):,} duplicadas) em {summary.get('seconds', 0)} s"
+    )
+    return text.replace(",", ".")
+
+
+def _mark(ctx: JobContext, upload_id: int, status: str, summary: dict[str, Any] | None) -> None:
+    with ctx.session() as s:
+        upload = s.get(Upload, upload_id)
+        if upload is not None and upload.status != "imported":
+            upload.status = status
+            if summary is not None:
+                upload.summary = summary
+
+
+def _remove_file(ctx: JobContext, upload_id: int, *, keep_status: bool) -> None:
+    """The uploaded file is not needed once its import ended, whatever the outcome."""
+    with ctx.session() as s:
+        upload = s.get(Upload, upload_id)
+        if upload is None or upload.external:
+            return
+        remove_upload_file(upload)
+        upload.removed_at = utcnow()
+        if not keep_status:
+            upload.status = "removed"
+
+
+# CLI ------------------------------------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="importa um arquivo CSV ou XLSX (leituras, clientes)",
+        description="Importa FILE pelo worker (ou no próprio processo com --inline) e imprime o "
+        "resumo em JSON. Código de saída 1 quando o arquivo é recusado.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--kind", required=True, choices=sorted(KINDS))
+    p.add_argument(
+        "--mode",
+        default="insert",
+        choices=MODES,
+        help="insert: só chaves novas; upsert: atualiza as existentes; replace: substitui as linhas "
+        "das chaves presentes",
+    )
+    p.add_argument("--encoding", help="utf-8, latin-1, cp1252 ou utf-16 (padrão: detectada)")
+    p.add_argument("--separator", help="separador do CSV (padrão: detectado)")
+    p.add_argument("--decimal", choices=[",", "."], help="separador decimal (padrão: detectado)")
+    p.add_argument("--sheet", help="planilha do XLSX (padrão: a primeira)")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help="liga a coluna do arquivo ao campo (pode repetir)",
+    )
+    p.add_argument(
+        "--max-invalid-share",
+        type=float,
+        default=1.0,
+        help="recusa o arquivo se a fração de linhas inválidas passar disto (0 a 1; padrão 1)",
+    )
+    p.add_argument("--timezone", default="America/Sao_Paulo", help="fuso de datas sem fuso")
+    p.add_argument("--inline", action="store_true", help="roda no próprio processo, sem worker")
+    p.add_argument(
+        "--wait-start",
+        type=float,
+        default=20.0,
+        help="segundos esperando um worker pegar o job antes de desistir (padrão 20)",
+    )
+    p.add_argument("--quiet", action="store_true", help="sem progresso no stderr")
+    p.set_defaults(func=cmd_import)
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    from engine.errors import ValidationFailed
+
+    mapping: dict[str, str] = {}
+    for item in items:
+        column, sep, fname = item.rpartition("=")
+        if not sep or not column or not fname:
+            raise ValidationFailed(f"--map espera COLUNA=CAMPO, recebido {item!r}.")
+        mapping[fname.strip()] = column.strip()
+    return mapping
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from engine import queue as queue_port
+    from engine.jobs import cancel_job
+    from engine.models import Job
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    options = ImportOptions(
+        kind=args.kind,
+        mode=args.mode,
+        mapping=_parse_map(args.map),
+        encoding=args.encoding,
+        separator=args.separator,
+        decimal=args.decimal,
+        sheet=args.sheet,
+        max_invalid_share=args.max_invalid_share,
+        timezone=args.timezone,
+    ).check()
+    if args.inline:
+        queue_port.install(queue_port.InlineQueue(settings))
+    with session_scope(settings) as s:
+        upload = register_local_file(s, actor=SYSTEM, path=args.file)
+        job = start_import(s, actor=SYSTEM, upload_id=upload.id, options=options, remember_mapping=False)
+        job_id = job.id
+    started = time.monotonic()
+    last_line = ""
+    try:
+        while True:
+            with session_scope(settings) as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                status, counters, result, message = (
+                    job.status,
+                    dict(job.counters or {}),
+                    job.result,
+                    job.message,
+                )
+                error = job.error
+            if status not in ("queued", "running"):
+                break
+            if status == "queued" and time.monotonic() - started > args.wait_start:
+                with session_scope(settings) as s, contextlib.suppress(Exception):
+                    cancel_job(s, actor=SYSTEM, job_id=job_id)
+                print(
+                    f"erro: nenhum worker pegou o job {job_id} em {args.wait_start:g} s (fila "
+                    f"{settings.queue_name!r}). Inicie `oficina worker` ou use --inline. "
+                    "O job foi cancelado.",
+                    file=sys.stderr,
+                )
+                return 2
+            if not args.quiet and message and message != last_line:
+                print(f"  {job.progress:>3}%  {message}", file=sys.stderr)
+                last_line = message
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        with session_scope(settings) as s, contextlib.suppress(Exception):
+            cancel_job(s, actor=SYSTEM, job_id=job_id)
+        print(f"Cancelamento do job {job_id} pedido.", file=sys.stderr)
+        return 130
+    summary = dict(result or counters)
+    summary.setdefault("job_id", job_id)
+    summary["job_status"] = status
+    print(json.dumps(summary, ensure_ascii=False, default=str, indent=2))
+    if status != "succeeded":
+        print(f"erro: {message or error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,56 @@
+"""Builds the web server: pages, login, REST handlers, static assets. Nothing else lives here.
+
+``python panel_serve.py`` or ``oficina serve`` starts it. ``build_server_options(settings)`` returns the
+keyword arguments for ``pn.serve`` so tests start the very same server on a free port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+from dashboard import api, auth, blobs, pages, web
+from engine import queue
+from engine.logs import configure_logging
+from engine.settings import Settings, get_settings
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def build_server_options(settings: Settings) -> dict[str, Any]:
+    extra_patterns = [*web.routes(settings), *blobs.routes(settings), *api.routes(settings)]
+    return dict(
+        panels=pages.applications(settings),
+        title="Oficina",
+        extra_patterns=extra_patterns,
+        auth_provider=auth.OficinaAuthProvider(settings),
+        cookie_secret=settings.secret_key,
+        static_dirs={"assets": str(ASSETS)},
+        websocket_origin=list(settings.allowed_origins),
+        num_threads=settings.web_threads,
+        show=False,
+        admin=False,
+    )
+
+
+def main(*, port: int | None = None, address: str | None = None, num_threads: int | None = None,
+         settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    queue.get_queue(settings)  # the Huey queue from the entry point, ready before the first request
+    pages.configure_panel(settings)
+    options = build_server_options(settings)
+    if num_threads is not None:
+        options["num_threads"] = num_threads
+    port = port if port is not None else settings.web_port
+    address = address or settings.web_address
+    if address not in {"127.0.0.1", "localhost"} and not settings.allowed_origins:
+        raise SystemExit("ALLOWED_ORIGINS must list the public host when binding beyond localhost")
+    print(f"Oficina em http://{'localhost' if address in {'127.0.0.1', '0.0.0.0'} else address}:{port}")
+    pn.serve(port=port, address=address, **options)
+
+
+if __name__ == "__main__":
+    main()

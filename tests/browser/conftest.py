@@ -1,0 +1,216 @@
+"""Headless Chromium against the REAL Oficina: ``oficina serve`` and ``oficina worker`` subprocesses on a
+fresh SQLite database, a Redis queue of their own (unique ``QUEUE_NAME``), and Playwright driving Debian's
+``/usr/bin/chromium``.
+
+Later capabilities reuse this: depend on ``oficina`` (the running stack: URLs, settings, users) and
+``browser``; open pages with ``oficina.new_page(browser)`` (every request to another address is blocked
+and counted, so a test fails if the app reaches outside) and sign in with ``oficina.login(page, user)``.
+Put browser tests in the ``xdist_group("browser")`` so they share one server::
+
+    pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+    def test_something(oficina, browser):
+        page = oficina.new_page(browser)
+        oficina.login(page, oficina.user("staff"))
+        page.goto(oficina.url("/minha-pagina"))
+        oficina.screenshot(page, "minha-pagina")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from engine import accounts
+from engine.db import dispose_engines, session_scope
+from engine.migrate import upgrade
+from engine.models import User
+from engine.security import SYSTEM
+from engine.settings import Settings
+from tests.conftest import base_environ
+from tests.worker_support import WorkerPool, oficina_command, settings_environ
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "screenshots"
+PASSWORD = "senha-de-teste-123"
+START_TIMEOUT = 120.0
+VIEWPORT = {"width": 1366, "height": 860}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check} (last: {last!r})")
+
+
+@dataclass
+class OficinaStack:
+    """The running server and worker, and helpers to drive them."""
+
+    settings: Settings
+    port: int
+    server_log: Path
+    workers: WorkerPool
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str, **query: str) -> str:
+        return self.base_url + path + (f"?{urlencode(query)}" if query else "")
+
+    def user(self, role: str = "staff", *, name: str = "", password: str = PASSWORD) -> User:
+        """A new active user of ``role`` with ``password``, created through engine."""
+        email = f"{role}-{uuid.uuid4().hex[:8]}@oficina.test"
+        with session_scope(self.settings) as s:
+            user, _ = accounts.create_user(s, actor=SYSTEM, email=email, role=role, password=password,
+                                           name=name or f"{role.title()} de Teste")
+            s.flush()
+            s.expunge(user)
+        return user
+
+    def new_page(self, browser: Any, **context_options: Any) -> Any:
+        """A page in a fresh context (no cookies), pt-BR, with every non-local request blocked."""
+        context = browser.new_context(locale="pt-BR", timezone_id="America/Sao_Paulo", viewport=VIEWPORT,
+                                      **context_options)
+        prefix = self.base_url + "/"
+
+        def guard(route: Any) -> None:
+            url = route.request.url
+            if url.startswith(prefix) or url == self.base_url or url.startswith(("data:", "blob:")):
+                route.continue_()
+            else:
+                self.blocked.append(url)
+                route.abort()
+
+        context.route("**/*", guard)
+        context.set_default_timeout(30_000)
+        return context.new_page()
+
+    def login(self, page: Any, user: User, *, password: str = PASSWORD, next_path: str = "") -> None:
+        page.goto(self.url("/login", **({"next": next_path} if next_path else {})))
+        page.fill("#email", user.email)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+        wait_for_app(page)
+
+    def screenshot(self, page: Any, name: str) -> Path:
+        SCREENSHOTS.mkdir(exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.server_log.read_text(errors="replace")[-chars:] if self.server_log.exists() else ""
+
+
+def wait_for_app(page: Any, timeout: float = 60_000) -> None:
+    """Wait until the Panel page is rendered (the template's navigation or main content is in the DOM)."""
+    page.wait_for_selector(".ofc-page-header, .ofc-refusal", timeout=timeout)
+
+
+def _start_server(settings: Settings, port: int, directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = directory / "server.log"
+    env = settings_environ(settings)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*oficina_command(), "serve", "--port", str(port), "--address", "127.0.0.1"],
+                                cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"oficina serve exited with {proc.returncode}:\n"
+                                 f"{log_path.read_text(errors='replace')[-6000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, log_path
+        except OSError:
+            time.sleep(0.2)
+    _stop(proc)
+    raise AssertionError(f"oficina serve did not listen within {START_TIMEOUT}s:\n"
+                         f"{log_path.read_text(errors='replace')[-6000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def oficina(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[OficinaStack]:
+    """``oficina serve`` + ``oficina worker`` on a fresh SQLite database and their own Redis queue."""
+    directory = tmp_path_factory.mktemp("oficina-browser")
+    port = free_port()
+    base = Settings.from_environ(base_environ(
+        directory / "var", ALLOWED_ORIGINS=f"127.0.0.1:{port}", PUBLIC_URL=f"http://127.0.0.1:{port}",
+        LOGIN_RATE_LIMIT_PER_MINUTE="5", WEB_THREADS="4", BACKUP_KEEP="3"))
+    upgrade(base)
+    with WorkerPool(directory / "workers") as pool:
+        settings = pool.queue_settings(base, redis_url=redis_url)
+        pool.start(settings, args=("--workers", "2", "--no-periodic"))
+        proc, log_path = _start_server(settings, port, directory)
+        try:
+            yield OficinaStack(settings=settings, port=port, server_log=log_path, workers=pool)
+        finally:
+            _stop(proc)
+            dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_traffic(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every browser test proves the app made no request beyond the test server."""
+    if "oficina" not in request.fixturenames:
+        yield
+        return
+    stack: OficinaStack = request.getfixturevalue("oficina")
+    before = len(stack.blocked)
+    yield
+    assert stack.blocked[before:] == [], f"requests outside the test server: {stack.blocked[before:]}"

@@ -1,0 +1,325 @@
+"""Headless Chromium against a real Panel server: resume on another device, undo, offline buffer,
+conflicts between two contexts, and the public survey resumed by e-mail."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from engine import drafts
+from engine.db import session_scope
+from engine.migrate import upgrade
+from engine.models import User
+from engine.settings import Settings
+from tests.browser.conftest import OficinaStack, free_port, wait_until
+from tests.conftest import base_environ
+from tests.forms.conftest import password_hash
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+ROOT = Path(__file__).resolve().parents[2]
+FORMS_PAGES = {"formularios", "rascunhos", "pesquisa"}
+
+
+def pages_registered() -> bool:
+    """Whether the real server serves the forms pages (``dashboard.pages.PAGES`` lists them)."""
+    from dashboard.pages import PAGES
+
+    return FORMS_PAGES <= {p.slug for p in PAGES}
+
+
+class FormsStack:
+    """What the tests need from a running server, whichever it is."""
+
+    settings: Settings
+
+    def url(self, path: str, **query: str) -> str:
+        raise NotImplementedError
+
+    def user(self) -> User:
+        raise NotImplementedError
+
+    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
+        """A page in a fresh browser context (another device), signed in as ``user`` when given."""
+        raise NotImplementedError
+
+    def draft(self, user: User, object_id: str, form_slug: str = "clientes") -> drafts.DraftState | None:
+        with session_scope(self.settings) as s:
+            return drafts.load_draft(
+                s, actor=user, form_slug=form_slug, object_id=object_id, settings=self.settings
+            )
+
+    @property
+    def debounce(self) -> float:
+        return self.settings.autosave_debounce_ms / 1000
+
+
+class RealStack(FormsStack):
+    """``oficina serve`` + ``oficina worker`` from tests/browser, with the real login."""
+
+    def __init__(self, stack: OficinaStack) -> None:
+        self.stack = stack
+        self.settings = stack.settings
+
+    def url(self, path: str, **query: str) -> str:
+        return self.stack.url(path, **query)
+
+    def user(self) -> User:
+        return self.stack.user("staff")
+
+    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
+        page = self.stack.new_page(browser)
+        target = path + (f"?{urlencode(query)}" if query else "")
+        if user is not None:
+            self.stack.login(page, user, next_path=target)
+        if page.url != self.url(path, **query):
+            page.goto(self.url(path, **query))
+        return page
+
+
+class PagesOnlyStack(FormsStack):
+    """Until the pages are registered in ``dashboard.pages.PAGES``: the same pages, view-models, component and
+    engine in a Panel server of their own (``tests/forms/browser_app.py``), the user named in the URL."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.port = port
+
+    def url(self, path: str, **query: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}" + (f"?{urlencode(query)}" if query else "")
+
+    def user(self) -> User:
+        with session_scope(self.settings) as s:
+            user = User(
+                email=f"u{uuid.uuid4().hex[:10]}@oficina.test", role="staff", password_hash=password_hash()
+            )
+            s.add(user)
+            s.flush()
+            s.expunge(user)
+            return user
+
+    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
+        context = browser.new_context(locale="pt-BR", timezone_id="America/Sao_Paulo")
+        page = context.new_page()
+        page.goto(self.url(path, **query, **({"u": user.email} if user else {})))
+        return page
+
+
+@contextmanager
+def pages_only_server(directory: Path) -> Iterator[PagesOnlyStack]:
+    env = base_environ(directory, AUTOSAVE_DEBOUNCE_MS="300")
+    settings = Settings.from_environ(env)
+    upgrade(settings)
+    port = free_port()
+    with open(directory / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.forms.browser_app", str(port)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"forms server exited: {(directory / 'server.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("forms server did not start in 120 s")
+        yield PagesOnlyStack(settings, port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def forms_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FormsStack]:
+    if pages_registered():
+        yield RealStack(request.getfixturevalue("oficina"))
+        return
+    with pages_only_server(tmp_path_factory.mktemp("forms-browser")) as stack:
+        yield stack
+
+
+def open_wizard(
+    browser: Any, stack: FormsStack, user: User, object_id: str, form_slug: str = "clientes"
+) -> Any:
+    page = stack.open(browser, "/formularios", user, form=form_slug, objeto=object_id)
+    page.wait_for_selector(".autosave-field input, .autosave-field select", timeout=60000)
+    return page
+
+
+def indicator(page: Any) -> str:
+    return page.inner_text(".autosave-indicator")
+
+
+def wait_indicator(page: Any, prefix: str, timeout: float = 20) -> None:
+    seen: list[str] = []
+
+    def check() -> bool:
+        seen.append(indicator(page))
+        return seen[-1].startswith(prefix)
+
+    try:
+        wait_until(check, timeout=timeout, what=f"indicator {prefix!r}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; indicator showed {sorted(set(seen))}") from None
+
+
+def focused_field(page: Any) -> str | None:
+    return page.evaluate("""() => { let a = document.activeElement;
+        while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+        return a ? a.name : null; }""")
+
+
+def local_copies(page: Any) -> dict[str, Any]:
+    raw = page.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
+    return {k: json.loads(v) for k, v in raw.items() if k.startswith("oficina-rascunho:")}
+
+
+def test_half_filled_form_resumes_on_another_device_with_banner_and_undo(browser, forms_stack):
+    user = forms_stack.user()
+    page = open_wizard(browser, forms_stack, user, "novo-resume")
+    page.fill("[data-field='cnpj'] input", "11222333000181")
+    assert page.input_value("[data-field='cnpj'] input") == "11.222.333/0001-81"  # masked while typing
+    page.fill("[data-field='razao_social'] input", "Oficina Retomada Ltda")
+    page.click(".autosave-next")
+    page.fill("[data-field='cep'] input", "01310100")
+    wait_until(
+        lambda: (d := forms_stack.draft(user, "novo-resume")) and d.data.get("cep") == "01310-100",
+        what="the CEP saved",
+    )
+    wait_indicator(page, "Salvo às")
+    page.context.close()
+
+    page2 = open_wizard(browser, forms_stack, user, "novo-resume")  # another device
+    assert page2.input_value("[data-field='cep'] input") == "01310-100"
+    assert page2.get_attribute("[data-field='cep']", "data-status") == "filled"
+    assert "current" in page2.get_attribute(".autosave-step[data-step='1']", "class")
+    page2.get_by_text("Rascunho restaurado").first.wait_for(timeout=10000)
+    wait_until(lambda: focused_field(page2) == "logradouro", what="focus on the next field to fill")
+    page2.click(".autosave-back")
+    assert page2.input_value("[data-field='razao_social'] input") == "Oficina Retomada Ltda"
+
+    page2.get_by_role("button", name="Desfazer").click()
+    wait_until(lambda: page2.input_value("[data-field='cnpj'] input") == "", what="empty form after undo")
+    wait_until(lambda: not page2.get_by_text("Rascunho restaurado").first.is_visible(), what="banner hidden")
+    assert forms_stack.draft(user, "novo-resume") is None
+    with session_scope(forms_stack.settings) as s:
+        versions = drafts.list_versions(s, actor=user, form_slug="clientes", object_id="novo-resume")
+        assert versions[0].reason == "undo" and versions[0].payload["data"]["cep"] == "01310-100"
+    page2.context.close()
+
+
+def test_offline_typing_is_kept_in_the_browser_and_saved_when_back(browser, forms_stack):
+    user = forms_stack.user()
+    page = open_wizard(browser, forms_stack, user, "novo-offline")
+    context = page.context
+    page.fill("[data-field='razao_social'] input", "Antes da queda")
+    wait_until(lambda: (d := forms_stack.draft(user, "novo-offline")) and d.version == 1, what="first save")
+    page.click(".autosave-step[data-step='2']")
+    wait_until(lambda: forms_stack.draft(user, "novo-offline").step == 2, what="step saved")
+
+    context.set_offline(True)
+    page.fill("[data-field='contato_nome'] input", "Digitado sem rede")
+    page.fill("[data-field='contato_cpf'] input", "52998224725")
+    wait_until(lambda: indicator(page) == "Sem conexão — guardado neste navegador", what="offline indicator")
+    time.sleep(
+        forms_stack.debounce + 0.7
+    )  # well past the debounce: nothing may reach the server while offline
+    (copy,) = local_copies(page).values()
+    assert copy["values"]["contato_nome"] == "Digitado sem rede"
+    assert "contato_cpf" not in copy["values"]  # sensitive: never in the browser's storage
+    assert "contato_nome" not in forms_stack.draft(user, "novo-offline").data
+
+    context.set_offline(False)
+    saved = wait_until(
+        lambda: (
+            (d := forms_stack.draft(user, "novo-offline"))
+            and d.data.get("contato_nome") == "Digitado sem rede"
+            and d
+        ),
+        what="saved after reconnect",
+    )
+    assert saved.data["contato_cpf"] == "529.982.247-25"  # sensitive values reach the server, not storage
+    wait_until(lambda: local_copies(page) == {}, what="local copy removed once acknowledged")
+    wait_indicator(page, "Salvo às")
+    context.close()
+
+
+def test_two_contexts_on_one_draft_get_a_conflict_not_a_silent_overwrite(browser, forms_stack):
+    user = forms_stack.user()
+    page1 = open_wizard(browser, forms_stack, user, "novo-conflito")
+    page1.fill("[data-field='razao_social'] input", "Original")
+    wait_until(lambda: forms_stack.draft(user, "novo-conflito"), what="first save")
+    page2 = open_wizard(browser, forms_stack, user, "novo-conflito")
+    assert page2.input_value("[data-field='razao_social'] input") == "Original"
+
+    page2.fill("[data-field='razao_social'] input", "Versão do tablet")
+    wait_until(lambda: forms_stack.draft(user, "novo-conflito").version == 2, what="tablet saved")
+    page1.fill("[data-field='razao_social'] input", "Versão do computador")
+    wait_indicator(page1, "Conflito")
+    page1.get_by_text("Conflito: o rascunho foi salvo em outra aba").first.wait_for(timeout=10000)
+    time.sleep(0.6)
+    stored = forms_stack.draft(user, "novo-conflito")
+    assert stored.data["razao_social"] == "Versão do tablet" and stored.version == 2  # not overwritten
+
+    page1.get_by_role("button", name="Aplicar escolhas").click()  # keep mine
+    merged = wait_until(
+        lambda: (d := forms_stack.draft(user, "novo-conflito")) and d.version == 3 and d, what="merged save"
+    )
+    assert merged.data["razao_social"] == "Versão do computador"
+    wait_indicator(page1, "Salvo às")
+    page1.context.close()
+    page2.context.close()
+
+
+def test_public_survey_resumes_by_email_without_login(browser, forms_stack):
+    email = f"resp-{uuid.uuid4().hex[:8]}@empresa.com.br"
+    page = forms_stack.open(browser, "/pesquisa", None)
+    page.get_by_label("E-mail para começar ou continuar").first.fill(email)
+    page.get_by_role("button", name="Começar ou continuar").click()
+    page.wait_for_selector("[data-field='nome'] input", timeout=60000)
+    page.fill("[data-field='nome'] input", "Carla")
+    page.click(".autosave-next")
+    page.select_option("[data-field='satisfacao'] select", "4")
+    wait_indicator(page, "Salvo às")
+    page.context.close()
+
+    page2 = forms_stack.open(browser, "/pesquisa", None)  # another device, still no login
+    page2.get_by_label("E-mail para começar ou continuar").first.fill(email.upper())
+    page2.get_by_role("button", name="Começar ou continuar").click()
+    page2.wait_for_selector("[data-field='satisfacao'] select", timeout=60000)
+    assert page2.input_value("[data-field='satisfacao'] select") == "4"
+    page2.get_by_text("Suas respostas foram restauradas").first.wait_for(timeout=10000)
+    page2.select_option("[data-field='recomendaria'] select", "9")
+    page2.click(".autosave-step:has-text('Revisão')")
+    page2.click(".autosave-submit")
+    page2.get_by_text("Obrigado! Suas respostas foram enviadas.").first.wait_for(timeout=15000)
+    page2.context.close()
+
+    page3 = forms_stack.open(browser, "/pesquisa", None, email=email)
+    page3.get_by_text("já foi respondida").first.wait_for(timeout=30000)
+    page3.context.close()
