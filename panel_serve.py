@@ -11,7 +11,7 @@ from typing import Any
 
 import panel as pn
 
-from dashboard import api, auth, blobs, pages, web
+from dashboard import api, auth, blobs, pages, uploads, web
 from engine import queue
 from engine.logs import configure_logging
 from engine.settings import Settings, get_settings
@@ -19,8 +19,14 @@ from engine.settings import Settings, get_settings
 ASSETS = Path(__file__).parent / "assets"
 
 
+def http_routes(settings: Settings) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Every Tornado route beside the Panel pages: login and health, signed blob downloads, streamed
+    uploads and the REST API (whose catch-all JSON 404 comes last)."""
+    return [*web.routes(settings), *blobs.routes(settings), *uploads.routes(settings), *api.routes(settings)]
+
+
 def build_server_options(settings: Settings) -> dict[str, Any]:
-    extra_patterns = [*web.routes(settings), *blobs.routes(settings), *api.routes(settings)]
+    extra_patterns = http_routes(settings)
     return dict(
         panels=pages.applications(settings),
         title="Oficina",
@@ -29,7 +35,6 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
         cookie_secret=settings.secret_key,
         static_dirs={"assets": str(ASSETS)},
         websocket_origin=list(settings.allowed_origins),
-        num_threads=settings.web_threads,
         show=False,
         admin=False,
     )
@@ -38,12 +43,12 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
 def main(*, port: int | None = None, address: str | None = None, num_threads: int | None = None,
          settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    if num_threads is not None:
+        settings = settings.with_overrides(web_threads=num_threads)
     configure_logging(settings)
     queue.get_queue(settings)  # the Huey queue from the entry point, ready before the first request
-    pages.configure_panel(settings)
+    pages.configure_panel(settings)  # owns the callback thread pool (WEB_THREADS, ordered per session)
     options = build_server_options(settings)
-    if num_threads is not None:
-        options["num_threads"] = num_threads
     port = port if port is not None else settings.web_port
     address = address or settings.web_address
     if address not in {"127.0.0.1", "localhost"} and not settings.allowed_origins:

@@ -167,6 +167,11 @@ def parse_money(value: str) -> Decimal:
     return amount.quantize(Decimal("0.01"))
 
 
+def format_int(value: int) -> str:
+    """``1234567`` -> ``1.234.567`` (Brazilian thousands separator)."""
+    return f"{int(value):,}".replace(",", ".")
+
+
 def format_money(value: Decimal | float | int, *, symbol: bool = True) -> str:
     amount = Decimal(str(value)).quantize(Decimal("0.01"))
     sign = "-" if amount < 0 else ""

@@ -34,6 +34,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _sqlite_savepoint(conn, _name):  # noqa: ANN001
+            # pysqlite opens a transaction only before INSERT/UPDATE/DELETE. A SAVEPOINT sent outside one
+            # becomes the outermost transaction and its RELEASE commits, so a session rolled back later
+            # would keep those rows. Open the real transaction first. (Reads stay outside transactions
+            # until the first write, as before: a read snapshot held open would make a later write fail
+            # at once with "database is locked" instead of waiting for the busy timeout.)
+            dbapi_conn = conn.connection.dbapi_connection
+            if not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -56,18 +67,21 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _factories.clear()
 
 
-_factories: dict[int, sessionmaker[Session]] = {}
+# Keyed by the engine itself: an ``id()`` key is reused by a new engine once a disposed one is collected, and
+# sessions would silently open on the old database. ``dispose_engines`` forgets them.
+_factories: dict[Engine, sessionmaker[Session]] = {}
 
 
 @contextmanager
 def session_scope(settings: Settings | None = None, *, engine: Engine | None = None) -> Iterator[Session]:
     """Open a session, commit on success, roll back on error, always close."""
     engine = engine or get_engine(settings)
-    factory = _factories.get(id(engine))
+    factory = _factories.get(engine)
     if factory is None:
-        factory = _factories[id(engine)] = sessionmaker(engine, expire_on_commit=False)
+        factory = _factories[engine] = sessionmaker(engine, expire_on_commit=False)
     session = factory()
     try:
         yield session

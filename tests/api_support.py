@@ -132,10 +132,10 @@ class LiveServer:
 
 
 def app_routes(settings: Settings) -> list[Route]:
-    """The routes ``panel_serve`` mounts from ``dashboard.web`` and ``dashboard.api``."""
-    from dashboard import api, web
+    """Exactly the HTTP routes ``panel_serve`` mounts beside the pages."""
+    import panel_serve
 
-    return [*web.routes(settings), *api.routes(settings)]
+    return panel_serve.http_routes(settings)
 
 
 @contextmanager

@@ -22,6 +22,9 @@ from engine.migrate import upgrade
 from engine.models import Base
 from engine.settings import Settings, set_settings
 
+# The running server, worker and Chromium of the browser tests (fixtures ``oficina`` and ``browser``).
+pytest_plugins = ["tests.stack"]
+
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"

@@ -19,6 +19,10 @@ MODULES = [
     "dashboard.api.openapi",
     "dashboard.api.account",
     "dashboard.api.jobs",
+    "dashboard.api.drafts",
+    "dashboard.api.processos",
+    "dashboard.api.webhooks",
+    "dashboard.api.imports",
 ]
 
 

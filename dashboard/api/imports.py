@@ -256,7 +256,7 @@ def start(call: Call) -> Reply:
     returns=Returns(200, STATUS),
     errors=[NotFound],
 )
-def status(call: Call) -> dict[str, Any]:
+def import_status(call: Call) -> dict[str, Any]:
     return imports.import_status(
         call.session, actor=call.actor, job_id=call.params["job_id"], settings=call.settings
     )

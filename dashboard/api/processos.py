@@ -240,7 +240,7 @@ def lookup(call: Call) -> Reply:
     returns=Returns(200, STATUS),
     errors=[ValidationFailed, NotFound],
 )
-def status(call: Call) -> dict[str, Any]:
+def processo_status(call: Call) -> dict[str, Any]:
     return documents.download_status(
         call.session, actor=call.actor, numero=call.params["numero"], settings=call.settings
     )

@@ -22,9 +22,10 @@ from typing import Any
 import panel as pn
 
 from dashboard import auth
-from dashboard.pages import audit, backups, jobs, template, ui, users
+from dashboard.pages import audit, backups, forms, imports, jobs, processos, survey, template, ui, users, webhooks
 from dashboard.pages.base import NavEntry, PageContext, PageSpec, navigation
 from dashboard.pages.feedback import error_message
+from dashboard.session_executor import SessionOrderedExecutor
 from engine.context import new_request_id, request_id_var
 from engine.errors import EngineError
 from engine.security import PAGE_PERMISSIONS
@@ -35,6 +36,11 @@ log = logging.getLogger("oficina.dashboard")
 PAGES: list[PageSpec] = [
     PageSpec("jobs", "Jobs", "work_history", PAGE_PERMISSIONS["jobs"], jobs.JobsPage.create,
              section="Operação", description="Trabalhos em segundo plano e o progresso de cada um"),
+    processos.PAGE,
+    *forms.page_specs(),
+    imports.PAGE,
+    webhooks.PAGE,
+    survey.page_spec(),
     PageSpec("backups", "Backups", "backup", PAGE_PERMISSIONS["backups"], backups.BackupsPage.create,
              section="Administração", description="Cópias do banco de dados"),
     PageSpec("users", "Usuários", "group", PAGE_PERMISSIONS["users"], users.UsersPage.create,
@@ -142,8 +148,11 @@ def configure_panel(settings: Settings) -> None:
     pn.config.notifications = True
     pn.config.disconnect_notification = "Conexão com o servidor perdida. Recarregue a página para continuar."
     pn.config.ready_notification = ""
-    if pn.state._thread_pool is None and settings.web_threads > 0:
-        pn.config.nthreads = settings.web_threads  # blocking callbacks (database, engine) run off the loop
+    if settings.web_threads > 0 and not isinstance(pn.state._thread_pool, SessionOrderedExecutor):
+        # Blocking callbacks (database, engine) run off the event loop, each session's in browser order.
+        if pn.state._thread_pool is not None:
+            pn.state._thread_pool.shutdown(wait=False)
+        pn.state._thread_pool = SessionOrderedExecutor(settings.web_threads)
     if not _configured:
         _warm_up()
     _configured = True

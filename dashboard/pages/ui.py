@@ -70,7 +70,7 @@ def fmt_bytes(size: int | None) -> str:
 
 
 def fmt_int(value: int) -> str:
-    return f"{value:,}".replace(",", ".")
+    return brazil.format_int(value)
 
 
 def day_start(value: date | None) -> datetime | None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.brazil import format_int
 from engine.db import session_scope
 from engine.errors import NotFound
 from engine.imports.kinds import KINDS
@@ -71,9 +72,9 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
 
     def progress(percent: float, phase: str, counters: dict[str, Any]) -> None:
         message = (
-            f"{phase}: {counters.get('rows_read', 0):,} linhas lidas, {counters.get('rows_rejected', 0):,} "
-            "rejeitadas"
-        ).replace(",", ".")
+            f"{phase}: {format_int(counters.get('rows_read', 0))} linhas lidas, "
+            f"{format_int(counters.get('rows_rejected', 0))} rejeitadas"
+        )
         ctx.progress(percent, message=message, counters=counters, force=phase == "concluído")
 
     outcome = "failed"
@@ -108,12 +109,12 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
 
 
 def _done_message(summary: dict[str, Any]) -> str:
-    text = (
-        f"Importadas {summary.get('rows_merged', 0):,} linhas "
-        f"({summary.get('rows_rejected', 0):,} rejeitadas, "
-        f"{summary.get('duplicates', 0):,} duplicadas) em {summary.get('seconds', 0)} s"
+    seconds = str(summary.get("seconds", 0)).replace(".", ",")
+    return (
+        f"Importadas {format_int(summary.get('rows_merged', 0))} linhas "
+        f"({format_int(summary.get('rows_rejected', 0))} rejeitadas, "
+        f"{format_int(summary.get('duplicates', 0))} duplicadas) em {seconds} s"
     )
-    return text.replace(",", ".")
 
 
 def _mark(ctx: JobContext, upload_id: int, status: str, summary: dict[str, Any] | None) -> None:
@@ -197,6 +198,13 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _progress_line(percent: int, counters: dict[str, Any], message: str | None) -> str:
+    """``  42%  12.345 linhas lidas, 3 rejeitadas · <job message>`` for the CLI's stderr."""
+    counts = (f"{format_int(counters.get('rows_read', 0))} linhas lidas, "
+              f"{format_int(counters.get('rows_rejected', 0))} rejeitadas")
+    return f"  {percent:>3}%  {counts}" + (f" · {message}" if message else "")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from engine import queue as queue_port
     from engine.jobs import cancel_job
@@ -228,14 +236,18 @@ def cmd_import(args: argparse.Namespace) -> int:
             with session_scope(settings) as s:
                 job = s.get(Job, job_id)
                 assert job is not None
-                status, counters, result, message = (
+                status, counters, result, message, percent = (
                     job.status,
                     dict(job.counters or {}),
                     job.result,
                     job.message,
+                    job.progress,
                 )
                 error = job.error
+            line = _progress_line(percent, counters, message)
             if status not in ("queued", "running"):
+                if not args.quiet and line != last_line:
+                    print(line, file=sys.stderr)  # the last word, even for a job quicker than one poll
                 break
             if status == "queued" and time.monotonic() - started > args.wait_start:
                 with session_scope(settings) as s, contextlib.suppress(Exception):
@@ -247,9 +259,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            if not args.quiet and message and message != last_line:
-                print(f"  {job.progress:>3}%  {message}", file=sys.stderr)
-                last_line = message
+            if not args.quiet and status == "running" and line != last_line:
+                print(line, file=sys.stderr)
+                last_line = line
             time.sleep(0.5)
     except KeyboardInterrupt:
         with session_scope(settings) as s, contextlib.suppress(Exception):

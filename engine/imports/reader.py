@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.brazil import format_int
 from engine.errors import ValidationFailed
 
 CHUNK_BYTES = 1024 * 1024
@@ -696,9 +697,9 @@ class XlsxSource:
         self.first_row = dimension[0] if dimension else 1
         if dimension and dimension[1] > XLSX_MAX_CELLS:
             raise refuse(
-                f"A planilha {self.sheet!r} tem {dimension[1]:,} células; o limite para XLSX é "
-                f"{XLSX_MAX_CELLS:,} (a planilha inteira precisa caber na memória). Salve-a como CSV, "
-                "que é lido em partes e não tem limite de tamanho.".replace(",", ".")
+                f"A planilha {self.sheet!r} tem {format_int(dimension[1])} células; o limite para XLSX é "
+                f"{format_int(XLSX_MAX_CELLS)} (a planilha inteira precisa caber na memória). Salve-a como "
+                "CSV, que é lido em partes e não tem limite de tamanho."
             )
         try:
             self._reader = fastexcel.read_excel(str(path))

@@ -15,7 +15,7 @@ from engine import jobs as job_service
 from engine.db import session_scope
 from engine.models import Job
 from engine.security import SYSTEM
-from tests.browser.conftest import PASSWORD, OficinaStack, wait_for_app, wait_until
+from tests.stack import PASSWORD, OficinaStack, wait_for_app, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -196,7 +196,7 @@ def test_a_deactivated_user_is_sent_out_of_an_open_page(oficina, browser):
     with session_scope(oficina.settings) as s:
         accounts.update_user(s, actor=SYSTEM, user_id=user.id, is_active=False)
     page.wait_for_url(re.compile(r"/login\?expirou=1$"), timeout=20_000)
-    assert "Sua sessão terminou" in page.inner_text("body")
+    page.get_by_text("Sua sessão terminou").wait_for(timeout=10_000)
     page.goto(oficina.url("/jobs"))
     page.wait_for_url(re.compile(r"/login\?next="))
     page.context.close()
@@ -235,7 +235,7 @@ def test_admin_creates_a_user_whose_one_time_password_works(oficina, browser):
     page.locator("button", has_text="Novo usuário").click()
     email = f"nova-{time.monotonic_ns()}@oficina.test"
     page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Nome").first.fill("Nina Nova")
+    page.get_by_label("Nome", exact=True).fill("Nina Nova")
     page.locator("button", has_text="Criar usuário").click()
     secret = page.locator(".ofc-secret-value")
     secret.wait_for()

@@ -3,11 +3,8 @@ documents become available, open a download link."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,88 +12,26 @@ import pytest
 
 from engine.brazil import format_cnj, make_cnj
 from engine.court.simulator import CourtSimulator, SimulatorConfig
-from engine.db import dispose_engines
-from engine.migrate import upgrade
-from engine.settings import Settings
-from tests.browser.conftest import (  # noqa: F401 - `browser` is a fixture used below
-    START_TIMEOUT,
-    OficinaStack,
-    _stop,
-    browser,
-    free_port,
-)
-from tests.conftest import base_environ
-from tests.worker_support import WorkerPool, settings_environ
+from tests.stack import OficinaStack, running_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("court-browser")]
-
-# Serves the app with the Processos page registered even before dashboard.pages.PAGES lists it.
-SERVE = (
-    "import sys, dashboard.pages as p, dashboard.pages.processos as m\n"
-    "if not any(s.slug == m.PAGE.slug for s in p.PAGES): p.PAGES.append(m.PAGE)\n"
-    "from engine.cli import main\n"
-    "sys.exit(main(['serve', '--port', sys.argv[1], '--address', '127.0.0.1']))\n"
-)
-
-
-def _serve(settings: Settings, port: int, directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    import socket
-
-    log_path = directory / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(port)],
-            cwd=directory,
-            env=settings_environ(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text(errors="replace")[-6000:]
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, log_path
-        except OSError:
-            time.sleep(0.2)
-    _stop(proc)
-    raise AssertionError(log_path.read_text(errors="replace")[-6000:])
-
 
 @pytest.fixture(scope="module")
 def court_stack(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[OficinaStack, Any]]:
+    """The real server and worker pointed at a slow simulator, so the page shows documents in transit."""
     simulator = CourtSimulator(SimulatorConfig(latency_ms=100, slow_body_ms=150))
     simulator.start()
-    directory = tmp_path_factory.mktemp("court-browser")
-    port = free_port()
-    base = Settings.from_environ(
-        base_environ(
-            directory / "var",
-            ALLOWED_ORIGINS=f"127.0.0.1:{port}",
-            PUBLIC_URL=f"http://127.0.0.1:{port}",
-            COURT_API_URL=simulator.url,
-            WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-            WEB_THREADS="4",
-        )
-    )
-    upgrade(base)
-    with WorkerPool(directory / "workers") as pool:
-        settings = pool.queue_settings(base, redis_url=redis_url)
-        pool.start(settings, args=("--workers", "2", "--no-periodic"))
-        proc, log_path = _serve(settings, port, directory)
-        try:
-            yield OficinaStack(settings=settings, port=port, server_log=log_path, workers=pool), simulator
-        finally:
-            _stop(proc)
-            dispose_engines()
-            simulator.stop()
+    try:
+        with running_stack(tmp_path_factory.mktemp("court-browser"), redis_url, COURT_API_URL=simulator.url,
+                           WEBHOOK_ALLOWED_HOSTS="127.0.0.1") as stack:
+            yield stack, simulator
+    finally:
+        simulator.stop()
 
 
-def test_look_up_a_process_and_watch_documents_arrive(court_stack, browser):  # noqa: F811
+def test_look_up_a_process_and_watch_documents_arrive(court_stack, browser):
     stack, simulator = court_stack
     numero = make_cnj(6060, 2024, 8, 26, 100)
     expected = simulator.documents(numero)

@@ -14,7 +14,6 @@ from engine.draft_stores import DraftStore, RedisDraftStore, get_store, reset_st
 from engine.models import User
 from engine.security import hash_password
 from engine.settings import Settings, set_settings
-from tests.browser.conftest import browser, oficina  # noqa: F401  (the real stack, for test_browser.py)
 
 
 def _drop_prefix(redis_url: str, prefix: str) -> None:

@@ -4,15 +4,8 @@ conflicts between two contexts, and the public survey resumed by e-mail."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,54 +13,13 @@ import pytest
 
 from engine import drafts
 from engine.db import session_scope
-from engine.migrate import upgrade
 from engine.models import User
-from engine.settings import Settings
-from tests.browser.conftest import OficinaStack, free_port, wait_until
-from tests.conftest import base_environ
-from tests.forms.conftest import password_hash
+from tests.stack import OficinaStack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
-ROOT = Path(__file__).resolve().parents[2]
-FORMS_PAGES = {"formularios", "rascunhos", "pesquisa"}
-
-
-def pages_registered() -> bool:
-    """Whether the real server serves the forms pages (``dashboard.pages.PAGES`` lists them)."""
-    from dashboard.pages import PAGES
-
-    return FORMS_PAGES <= {p.slug for p in PAGES}
-
-
 class FormsStack:
-    """What the tests need from a running server, whichever it is."""
-
-    settings: Settings
-
-    def url(self, path: str, **query: str) -> str:
-        raise NotImplementedError
-
-    def user(self) -> User:
-        raise NotImplementedError
-
-    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
-        """A page in a fresh browser context (another device), signed in as ``user`` when given."""
-        raise NotImplementedError
-
-    def draft(self, user: User, object_id: str, form_slug: str = "clientes") -> drafts.DraftState | None:
-        with session_scope(self.settings) as s:
-            return drafts.load_draft(
-                s, actor=user, form_slug=form_slug, object_id=object_id, settings=self.settings
-            )
-
-    @property
-    def debounce(self) -> float:
-        return self.settings.autosave_debounce_ms / 1000
-
-
-class RealStack(FormsStack):
-    """``oficina serve`` + ``oficina worker`` from tests/browser, with the real login."""
+    """The real server and worker (the ``oficina`` stack), with the real login."""
 
     def __init__(self, stack: OficinaStack) -> None:
         self.stack = stack
@@ -80,6 +32,7 @@ class RealStack(FormsStack):
         return self.stack.user("staff")
 
     def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
+        """A page in a fresh browser context (another device), signed in as ``user`` when given."""
         page = self.stack.new_page(browser)
         target = path + (f"?{urlencode(query)}" if query else "")
         if user is not None:
@@ -88,79 +41,20 @@ class RealStack(FormsStack):
             page.goto(self.url(path, **query))
         return page
 
-
-class PagesOnlyStack(FormsStack):
-    """Until the pages are registered in ``dashboard.pages.PAGES``: the same pages, view-models, component and
-    engine in a Panel server of their own (``tests/forms/browser_app.py``), the user named in the URL."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        self.settings = settings
-        self.port = port
-
-    def url(self, path: str, **query: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}" + (f"?{urlencode(query)}" if query else "")
-
-    def user(self) -> User:
+    def draft(self, user: User, object_id: str, form_slug: str = "clientes") -> drafts.DraftState | None:
         with session_scope(self.settings) as s:
-            user = User(
-                email=f"u{uuid.uuid4().hex[:10]}@oficina.test", role="staff", password_hash=password_hash()
+            return drafts.load_draft(
+                s, actor=user, form_slug=form_slug, object_id=object_id, settings=self.settings
             )
-            s.add(user)
-            s.flush()
-            s.expunge(user)
-            return user
 
-    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
-        context = browser.new_context(locale="pt-BR", timezone_id="America/Sao_Paulo")
-        page = context.new_page()
-        page.goto(self.url(path, **query, **({"u": user.email} if user else {})))
-        return page
-
-
-@contextmanager
-def pages_only_server(directory: Path) -> Iterator[PagesOnlyStack]:
-    env = base_environ(directory, AUTOSAVE_DEBOUNCE_MS="300")
-    settings = Settings.from_environ(env)
-    upgrade(settings)
-    port = free_port()
-    with open(directory / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.forms.browser_app", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"forms server exited: {(directory / 'server.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("forms server did not start in 120 s")
-        yield PagesOnlyStack(settings, port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    @property
+    def debounce(self) -> float:
+        return self.settings.autosave_debounce_ms / 1000
 
 
 @pytest.fixture(scope="session")
-def forms_stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FormsStack]:
-    if pages_registered():
-        yield RealStack(request.getfixturevalue("oficina"))
-        return
-    with pages_only_server(tmp_path_factory.mktemp("forms-browser")) as stack:
-        yield stack
+def forms_stack(oficina: OficinaStack) -> FormsStack:
+    return FormsStack(oficina)
 
 
 def open_wizard(

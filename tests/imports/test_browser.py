@@ -3,9 +3,6 @@ map a column by hand, run the import, watch its progress and download the reject
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,84 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine.migrate import upgrade
-from engine.settings import Settings
-from tests.browser.conftest import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    START_TIMEOUT,
-    OficinaStack,
-    _stop,
-    free_port,
-    wait_for_app,
-)
-from tests.conftest import base_environ
 from tests.imports.conftest import leituras_rows
-from tests.worker_support import WorkerPool, settings_environ
+from tests.stack import OficinaStack, running_stack, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-browser")]
 
-SERVE = Path(__file__).with_name("serve_app.py")
-
-
-def _start(settings: Settings, port: int, directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    log_path = directory / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(SERVE), str(port)],
-            cwd=directory,
-            env=settings_environ(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-6000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, log_path
-        except OSError:
-            time.sleep(0.2)
-    _stop(proc)
-    raise AssertionError(f"server did not listen within {START_TIMEOUT}s:\n{log_path.read_text()[-6000:]}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[OficinaStack]:
-    directory = tmp_path_factory.mktemp("oficina-imports-browser")
-    port = free_port()
-    base = Settings.from_environ(
-        base_environ(
-            directory / "var",
-            ALLOWED_ORIGINS=f"127.0.0.1:{port}",
-            PUBLIC_URL=f"http://127.0.0.1:{port}",
-            WEB_THREADS="4",
-        )
-    )
-    upgrade(base)
-    with WorkerPool(directory / "workers") as pool:
-        settings = pool.queue_settings(base, redis_url=redis_url)
-        pool.start(settings, args=("--workers", "2", "--no-periodic"))
-        proc, log_path = _start(settings, port, directory)
-        try:
-            yield OficinaStack(settings=settings, port=port, server_log=log_path, workers=pool)
-        finally:
-            _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with running_stack(tmp_path_factory.mktemp("oficina-imports-browser"), redis_url) as running:
+        yield running
 
 
 def _file(path: Path, rows: int) -> Path:
@@ -127,7 +55,7 @@ def test_upload_map_run_watch_and_download_the_report(
     stack.screenshot(page, "importacoes-preview")
 
     page.locator(".ofc-imp-map-valor [role=combobox]").click()
-    page.get_by_role("option", name="Leitura (kPa)").click()
+    page.locator("[role=listbox] li", has_text="Leitura (kPa)").click()  # MUI menu items
     page.locator(".ofc-imp-problem").wait_for(state="detached", timeout=30_000)
     checked = page.locator(".ofc-imp-checked")
     checked.wait_for()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import dashboard.api.imports  # noqa: F401 - registers the endpoints (until dashboard.api.MODULES lists it)
-from dashboard import blobs, uploads
+from dashboard import uploads
 from dashboard.auth import SESSION_COOKIE, session_cookie_value
 from engine import accounts
 from engine.db import session_scope
@@ -27,7 +27,7 @@ CSV = "Sensor;Data/Hora;Valor;Unidade\nA;01/03/2024 10:00;1,5;°C\nB;31/02/2024 
 
 @pytest.fixture
 def server(settings: Settings, inline_queue: InlineQueue) -> Iterator[LiveServer]:
-    with serve_app(settings, extra_routes=[*uploads.routes(settings), *blobs.routes(settings)]) as srv:
+    with serve_app(settings) as srv:
         yield srv
 
 
@@ -107,7 +107,7 @@ def test_upload_auth_and_csrf(server: LiveServer, settings: Settings) -> None:
 
 def test_upload_limits_and_content_checks(settings: Settings, inline_queue: InlineQueue) -> None:
     small = settings.with_overrides(upload_max_mb=1)
-    with serve_app(small, extra_routes=uploads.routes(small)) as srv:
+    with serve_app(small) as srv:
         token = srv.token_for("ana@example.com", role="analyst")
         too_big = send(srv, token, b"a;b\n" * 400_000)
         assert too_big.status_code == 413 and too_big.json()["error"] == "payload_too_large"

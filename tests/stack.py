@@ -1,11 +1,12 @@
-"""Headless Chromium against the REAL Oficina: ``oficina serve`` and ``oficina worker`` subprocesses on a
-fresh SQLite database, a Redis queue of their own (unique ``QUEUE_NAME``), and Playwright driving Debian's
-``/usr/bin/chromium``.
+"""The real Oficina for browser tests: ``oficina serve`` and ``oficina worker`` subprocesses on a fresh SQLite
+database, a Redis queue of their own (unique ``QUEUE_NAME``), and Playwright driving Debian's ``/usr/bin/chromium``.
 
-Later capabilities reuse this: depend on ``oficina`` (the running stack: URLs, settings, users) and
-``browser``; open pages with ``oficina.new_page(browser)`` (every request to another address is blocked
-and counted, so a test fails if the app reaches outside) and sign in with ``oficina.login(page, user)``.
-Put browser tests in the ``xdist_group("browser")`` so they share one server::
+Registered as a plugin by the root ``conftest.py``, so every test package gets the same two session fixtures:
+``oficina`` (the running stack: URLs, settings, users) and ``browser`` (one Chromium per test process; a second
+``sync_playwright`` in the same process would fail). Open pages with ``oficina.new_page(browser)`` (every request to
+another address is blocked and counted, so a test fails if the app reaches outside) and sign in with
+``oficina.login(page, user)``. A test that needs other settings (a court simulator, say) starts its own stack with
+``running_stack(directory, redis_url, COURT_API_URL=...)``. Browser tests share the ``browser`` xdist group::
 
     pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -25,6 +26,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ from tests.worker_support import WorkerPool, oficina_command, settings_environ
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "screenshots"
 PASSWORD = "senha-de-teste-123"
 START_TIMEOUT = 120.0
@@ -172,14 +174,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def oficina(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[OficinaStack]:
-    """``oficina serve`` + ``oficina worker`` on a fresh SQLite database and their own Redis queue."""
-    directory = tmp_path_factory.mktemp("oficina-browser")
+@contextmanager
+def running_stack(directory: Path, redis_url: str, **environ: str) -> Iterator[OficinaStack]:
+    """``oficina serve`` + ``oficina worker`` (2 threads, no periodic tasks) on a fresh SQLite database under
+    ``directory`` and a Redis queue of their own; ``environ`` adds settings."""
     port = free_port()
     base = Settings.from_environ(base_environ(
         directory / "var", ALLOWED_ORIGINS=f"127.0.0.1:{port}", PUBLIC_URL=f"http://127.0.0.1:{port}",
-        LOGIN_RATE_LIMIT_PER_MINUTE="5", WEB_THREADS="4", BACKUP_KEEP="3"))
+        WEB_THREADS="4", **environ))
     upgrade(base)
     with WorkerPool(directory / "workers") as pool:
         settings = pool.queue_settings(base, redis_url=redis_url)
@@ -190,6 +192,14 @@ def oficina(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
         finally:
             _stop(proc)
             dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def oficina(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[OficinaStack]:
+    """The shared stack of the ``browser`` xdist group."""
+    with running_stack(tmp_path_factory.mktemp("oficina-browser"), redis_url,
+                       LOGIN_RATE_LIMIT_PER_MINUTE="5", BACKUP_KEEP="3") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -214,3 +224,19 @@ def _no_outside_traffic(request: pytest.FixtureRequest) -> Iterator[None]:
     before = len(stack.blocked)
     yield
     assert stack.blocked[before:] == [], f"requests outside the test server: {stack.blocked[before:]}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failed browser test leaves a screenshot of every page it had open (``screenshots/failed-*.png``)."""
+    report = yield
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.failed and call.when == "call" and browser is not None:
+        SCREENSHOTS.mkdir(exist_ok=True)
+        for i, context in enumerate(browser.contexts):
+            for j, page in enumerate(context.pages):
+                try:
+                    page.screenshot(path=str(SCREENSHOTS / f"failed-{item.name[:80]}-{i}-{j}.png"), full_page=True)
+                except Exception:  # noqa: BLE001 - a page that cannot be captured must not hide the failure
+                    pass
+    return report

@@ -1,0 +1,69 @@
+"""Panel's callback thread pool, with the events of one browser session kept in order.
+
+With ``--num-threads`` Panel submits every property change and every event of a session to a plain thread pool,
+so a click can run before the change that preceded it in the browser: type an e-mail, click "Criar usuário" at
+once, and the handler may still see the old, empty value. ``SessionOrderedExecutor`` runs the tasks of one
+Bokeh document one after the other, in the order Panel submitted them, while different sessions still run in
+parallel on the pool's threads. Tasks that name no document run as in a plain pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from bokeh.document import Document
+
+
+def _document_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> Document | None:
+    """Panel passes the document as the first argument (or binds it with ``functools.partial``)."""
+    candidates = list(args[:1])
+    while isinstance(fn, partial):
+        candidates.extend(fn.args[:1])
+        fn = fn.func
+    return next((c for c in candidates if isinstance(c, Document)), None)
+
+
+class SessionOrderedExecutor(ThreadPoolExecutor):
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="panel-callback")
+        self._tails: dict[int, Future[Any]] = {}  # document id -> the last task submitted for it
+        self._order_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        doc = _document_of(fn, args)
+        if doc is None:
+            return super().submit(fn, *args, **kwargs)
+        key = id(doc)
+        done: Future[Any] = Future()
+
+        def run() -> None:
+            if not done.set_running_or_notify_cancel():
+                return
+            try:
+                done.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                done.set_exception(exc)
+            finally:
+                with self._order_lock:
+                    if self._tails.get(key) is done:
+                        del self._tails[key]
+
+        def start(_previous: Future[Any] | None = None) -> None:
+            try:
+                super(SessionOrderedExecutor, self).submit(run)
+            except RuntimeError as exc:  # the pool shut down while this task waited its turn
+                if done.set_running_or_notify_cancel():
+                    done.set_exception(exc)
+
+        with self._order_lock:
+            previous = self._tails.get(key)
+            self._tails[key] = done
+        if previous is None:
+            start()
+        else:
+            previous.add_done_callback(start)
+        return done
