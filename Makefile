@@ -38,6 +38,11 @@ test: install
 	$(BIN)/ruff check engine dashboard jobs tests bench panel_serve.py
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+bench: install
+	$(BIN)/python bench/drafts.py
+	$(BIN)/python bench/downloads.py
+	$(BIN)/python bench/imports.py
+
 lint: install
 	$(BIN)/ruff check engine dashboard jobs tests bench panel_serve.py
 

@@ -106,10 +106,13 @@ def test_public_pages_and_their_websockets_open_without_login():
 
 def test_navigation_shows_only_what_the_role_may_use(sqlite_settings):
     admin, viewer = make_user(sqlite_settings, "admin"), make_user(sqlite_settings, "viewer")
-    staff = make_user(sqlite_settings, "staff")
-    assert [e.slug for e in pages.nav_for(admin)] == ["jobs", "backups", "users", "audit"]
-    assert [e.slug for e in pages.nav_for(viewer)] == ["jobs"]
-    assert [e.slug for e in pages.nav_for(staff)] == ["jobs"]
+    staff, analyst = make_user(sqlite_settings, "staff"), make_user(sqlite_settings, "analyst")
+    assert [e.slug for e in pages.nav_for(admin)] == [
+        "jobs", "processos", "formularios", "rascunhos", "importacoes", "webhooks", "backups", "users", "audit"]
+    assert [e.slug for e in pages.nav_for(viewer)] == ["jobs", "processos"]
+    assert [e.slug for e in pages.nav_for(staff)] == ["jobs", "processos", "formularios", "rascunhos"]
+    assert [e.slug for e in pages.nav_for(analyst)] == [
+        "jobs", "processos", "formularios", "rascunhos", "importacoes"]
     assert pages.first_page_for(viewer) == "/jobs" and pages.first_page_for(None) is None
     with session_scope(sqlite_settings) as s:
         accounts.update_user(s, actor=SYSTEM, user_id=admin.id, is_active=False)
@@ -124,7 +127,8 @@ def test_navigation_shows_only_what_the_role_may_use(sqlite_settings):
 
 def test_every_registered_page_is_served_at_its_path(sqlite_settings):
     apps = pages.applications(sqlite_settings)
-    assert set(apps) == {"/jobs", "/backups", "/users", "/audit"}
+    assert set(apps) == {"/jobs", "/processos", "/formularios", "/rascunhos", "/importacoes", "/webhooks",
+                         "/pesquisa", "/backups", "/users", "/audit"}
     assert all(callable(app) and app.__name__.startswith("page_") for app in apps.values())
 
 
