@@ -169,6 +169,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from engine.migrate import upgrade
 
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and `kill` both stop every child. Installing the handlers also undoes an inherited "ignore
+    # SIGINT" (a shell's background job), which the children would otherwise inherit too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
     settings = get_settings()
     upgrade(settings)
     cmd_demo_admin(args)
