@@ -8,7 +8,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -209,14 +209,23 @@ def revoke_token(session: Session, *, actor: Any, token_id: int) -> ApiToken:
 
 
 def user_for_token(session: Session, *, token: str) -> User:
-    """The active owner of a valid, unrevoked token, or ``AuthenticationFailed``."""
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip())))
-    if row is None or row.revoked_at is not None or not row.user.is_active:
+    """The active owner of a valid, unrevoked token, or ``AuthenticationFailed``.
+
+    One round trip: the token is found by its SHA-256 (a unique index) together with its owner."""
+    found = session.execute(
+        select(User, ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token.strip()))
+    ).first()
+    if found is None:
+        raise AuthenticationFailed("Token de API inválido ou revogado.")
+    user, token_id, revoked_at, last_used_at = found
+    if revoked_at is not None or not user.is_active:
         raise AuthenticationFailed("Token de API inválido ou revogado.")
     now = utcnow()
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        row.last_used_at = now
-    return row.user
+    if last_used_at is None or (now - last_used_at).total_seconds() > 60:
+        session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    return user
 
 
 def ensure_demo_admin(session: Session, *, email: str = "admin@oficina.local") -> tuple[User, str] | None:

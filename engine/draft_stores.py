@@ -118,6 +118,25 @@ class DraftStore:
         (a refused event is not counted)."""
         raise NotImplementedError
 
+    def hit_and_put(
+        self,
+        session: Session,
+        draft: StoredDraft,
+        *,
+        expected_version: int,
+        snapshot_every: float,
+        bucket: str,
+        limit: int,
+        window: float,
+    ) -> tuple[float, PutResult | None]:
+        """``hit(bucket)`` and, only when it is allowed, ``put(draft)``: ``(0, result)``, or ``(wait, None)``
+        when the rate limit refuses (nothing is then stored or counted). Stores that can do both in one
+        step (Redis: one script, one round trip) override this; the order and outcomes stay the same."""
+        wait = self.hit(bucket, limit=limit, window=window)
+        if wait > 0:
+            return wait, None
+        return 0.0, self.put(session, draft, expected_version=expected_version, snapshot_every=snapshot_every)
+
     def ping(self) -> None:
         """Raise when the store cannot be reached."""
         raise NotImplementedError
@@ -350,6 +369,20 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return '0'
 """
 
+# _HIT on KEYS[4] with ARGV[12..15], then (only when allowed) _PUT: the save's two checks in one round trip.
+# Returns {-1, 0, 0, wait} when the rate limit refuses, else _PUT's answer.
+_HIT_AND_PUT = """
+local rnow = tonumber(ARGV[12])
+local window = tonumber(ARGV[13])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', rnow - window)
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[14]) then
+  local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  return {-1, 0, 0, tostring(tonumber(oldest[2]) + window - rnow)}
+end
+redis.call('ZADD', KEYS[4], rnow, ARGV[15])
+redis.call('PEXPIRE', KEYS[4], math.ceil(window * 1000))
+""" + _PUT
+
 _SNAPSHOT_REASONS = ("", "step", "interval", "first")
 _META_FIELDS = ("v", "s", "m", "st", "u", "va", "e")
 
@@ -368,6 +401,7 @@ class RedisDraftStore(DraftStore):
         self._put = client.register_script(_PUT)
         self._delete = client.register_script(_DELETE)
         self._hit = client.register_script(_HIT)
+        self._hit_and_put = client.register_script(_HIT_AND_PUT)
         self._seq = 0
         self._seq_lock = threading.Lock()
 
@@ -407,27 +441,60 @@ class RedisDraftStore(DraftStore):
             return None
         return self._decode(key, h)
 
+    def _put_keys(self, draft: StoredDraft) -> list[str]:
+        return [self._hkey(draft.key), self._ukey(draft.key.user_id), self._allkey]
+
+    @staticmethod
+    def _put_args(draft: StoredDraft, expected_version: int, snapshot_every: float) -> list[Any]:
+        ttl_ms = max(1, int(round((draft.expires_at - draft.updated_at) * 1000)))
+        return [
+            expected_version,
+            draft.version,
+            draft.body,
+            draft.signature,
+            json.dumps(draft.meta, separators=(",", ":")),
+            draft.step,
+            f"{draft.updated_at:.6f}",
+            ttl_ms,
+            snapshot_every,
+            str(draft.key),
+            f"{draft.expires_at:.6f}",
+        ]
+
     def put(
         self, session: Session, draft: StoredDraft, *, expected_version: int, snapshot_every: float
     ) -> PutResult:
-        ttl_ms = max(1, int(round((draft.expires_at - draft.updated_at) * 1000)))
         stored, version, snap = self._put(
-            keys=[self._hkey(draft.key), self._ukey(draft.key.user_id), self._allkey],
-            args=[
-                expected_version,
-                draft.version,
-                draft.body,
-                draft.signature,
-                json.dumps(draft.meta, separators=(",", ":")),
-                draft.step,
-                f"{draft.updated_at:.6f}",
-                ttl_ms,
-                snapshot_every,
-                str(draft.key),
-                f"{draft.expires_at:.6f}",
-            ],
+            keys=self._put_keys(draft), args=self._put_args(draft, expected_version, snapshot_every)
         )
         return PutResult(bool(stored), int(version), _SNAPSHOT_REASONS[int(snap)])
+
+    def hit_and_put(
+        self,
+        session: Session,
+        draft: StoredDraft,
+        *,
+        expected_version: int,
+        snapshot_every: float,
+        bucket: str,
+        limit: int,
+        window: float,
+    ) -> tuple[float, PutResult | None]:
+        now = self.clock()
+        answer = self._hit_and_put(
+            keys=[*self._put_keys(draft), f"{self.prefix}r:{bucket}"],
+            args=[
+                *self._put_args(draft, expected_version, snapshot_every),
+                f"{now:.6f}",
+                window,
+                limit,
+                self._member(now),
+            ],
+        )
+        if int(answer[0]) < 0:
+            return max(0.001, float(answer[3])), None
+        stored, version, snap = answer[:3]
+        return 0.0, PutResult(bool(stored), int(version), _SNAPSHOT_REASONS[int(snap)])
 
     def delete(self, session: Session, key: DraftKey, *, expected_version: int | None = None) -> bool:
         removed = self._delete(
@@ -466,10 +533,14 @@ class RedisDraftStore(DraftStore):
             self.redis.zremrangebyscore(ukey, "-inf", now)
         return removed
 
-    def hit(self, bucket: str, *, limit: int, window: float) -> float:
+    def _member(self, now: float) -> str:
+        """A unique sorted-set member for one counted event."""
         with self._seq_lock:
             self._seq += 1
-            member = f"{self.clock():.6f}:{id(self)}:{self._seq}"
+            return f"{now:.6f}:{id(self)}:{self._seq}"
+
+    def hit(self, bucket: str, *, limit: int, window: float) -> float:
+        member = self._member(self.clock())
         wait = self._hit(
             keys=[f"{self.prefix}r:{bucket}"], args=[f"{self.clock():.6f}", window, limit, member]
         )

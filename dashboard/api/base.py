@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -213,13 +214,27 @@ class Registry:
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = []
         self.schemas: dict[str, JSON] = {}
+        self._validators: dict[str, Any] = {}
+        self._validators_lock = threading.Lock()
 
     def schema(self, name: str, definition: JSON) -> str:
         """Register a component schema (referred to as ``#/components/schemas/NAME``); returns the name."""
         if name in self.schemas and self.schemas[name] != definition:
             raise ValueError(f"schema {name!r} is already registered with another definition")
         self.schemas[name] = definition
+        with self._validators_lock:
+            self._validators.clear()  # compiled again on next use, against every schema known by then
         return name
+
+    def validator(self, name: str) -> Any:
+        """The JSON Schema validator of the registered schema ``name``, compiled once and then shared
+        (validators are immutable, so worker threads may use one at the same time)."""
+        validator = self._validators.get(name)
+        if validator is None:
+            validator = _compile_validator({"$ref": f"#/components/schemas/{name}"}, self)
+            with self._validators_lock:
+                self._validators[name] = validator
+        return validator
 
     def endpoint(self, method: str, path: str, *, summary: str, description: str = "",
                  permission: str | None = None, public: bool = False, params: Iterable[Param] = (),
@@ -415,14 +430,18 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
     return value
 
 
-def validate_schema(value: Any, schema_or_name: JSON | str, registry: Registry) -> list[dict[str, str]]:
-    """Errors of ``value`` against a JSON Schema 2020-12 (``#/components/schemas/...`` refs resolve)."""
+def _compile_validator(schema: JSON, registry: Registry) -> Any:
     from jsonschema import Draft202012Validator
 
-    root: JSON = ({"$ref": f"#/components/schemas/{schema_or_name}"} if isinstance(schema_or_name, str)
-                  else dict(schema_or_name))
-    root["components"] = {"schemas": registry.schemas}
-    validator = Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    root: JSON = {**schema, "components": {"schemas": registry.schemas}}
+    return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_schema(value: Any, schema_or_name: JSON | str, registry: Registry) -> list[dict[str, str]]:
+    """Errors of ``value`` against a JSON Schema 2020-12 (``#/components/schemas/...`` refs resolve). A
+    registered schema's validator is compiled once per registry; an inline schema's on each call."""
+    validator = (registry.validator(schema_or_name) if isinstance(schema_or_name, str)
+                 else _compile_validator(schema_or_name, registry))
     return [{"field": "/".join(str(p) for p in err.absolute_path), "message": err.message[:300]}
             for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))]
 
