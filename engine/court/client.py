@@ -9,8 +9,10 @@ HTTP date). Document bytes are streamed: ``open_document`` yields a ``DocumentSt
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,6 +83,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built once per
+    process: loading the CA bundle costs ~20 ms of CPU, which every new client would otherwise pay. A
+    context is safe to share between clients and threads."""
+    return httpx.create_ssl_context()
+
+
 class DocumentStream:
     """An open document download. ``content_length`` is what the server announced (may be None)."""
 
@@ -133,6 +143,7 @@ class CourtClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
+            verify=_tls_context(),
             follow_redirects=False,
         )
 

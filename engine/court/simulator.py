@@ -239,17 +239,42 @@ class SimulatorConfig:
 class CourtSimulator:
     """The simulator's state: configuration, deterministic catalogue, scripted faults, request log."""
 
+    CATALOGUE_CACHE = 256  # processes whose document list is kept in memory
+
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.requests: list[dict[str, Any]] = []
         self._scripts: list[tuple[re.Pattern[str], deque[Fault]]] = []
         self._lock = threading.Lock()
         self._random = random.Random(self.config.seed)
+        self._catalogues: dict[
+            tuple[str, int, int | None, int | None],
+            tuple[tuple[SimulatedDocument, ...], dict[str, SimulatedDocument]],
+        ] = {}
         self.server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # Catalogue -------------------------------------------------------------------------------------
+    def _catalogue(self, numero: str) -> tuple[tuple[SimulatedDocument, ...], dict[str, SimulatedDocument]]:
+        """The process's documents (and by id), built once per número and catalogue settings: building
+        them costs milliseconds of CPU for a long list, which every binary request would otherwise pay
+        while holding the GIL, adding latency to the other requests in flight."""
+        key = (numero, self.config.seed, self.config.documents_per_process, self.config.document_size)
+        with self._lock:
+            cached = self._catalogues.get(key)
+        if cached is None:
+            docs = tuple(self._build_documents(numero))
+            cached = (docs, {d.id: d for d in docs})
+            with self._lock:
+                self._catalogues[key] = cached
+                while len(self._catalogues) > self.CATALOGUE_CACHE:
+                    self._catalogues.pop(next(iter(self._catalogues)))
+        return cached
+
     def documents(self, numero: str) -> list[SimulatedDocument]:
+        return list(self._catalogue(numero)[0])
+
+    def _build_documents(self, numero: str) -> list[SimulatedDocument]:
         rng = _rng("docs", numero, self.config.seed)
         count = self.config.documents_per_process or rng.randint(3, 9)
         start = datetime(2020, 1, 6, 9, tzinfo=UTC) + timedelta(days=rng.randint(0, 1200))
@@ -272,7 +297,7 @@ class CourtSimulator:
         return docs
 
     def find_document(self, numero: str, doc_id: str) -> SimulatedDocument | None:
-        return next((d for d in self.documents(numero) if d.id == doc_id), None)
+        return self._catalogue(numero)[1].get(doc_id)
 
     def exists(self, numero: str) -> bool:
         return numero not in self.config.missing and not numero[:7].endswith("404")
