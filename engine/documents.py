@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine import audit, jobs
@@ -110,6 +110,20 @@ def move(
 ) -> None:
     """Move document ``doc_id`` from ``current`` to ``to`` in one statement, if the life cycle allows it
     and it is still in ``current`` (a compare-and-swap, so two workers cannot both win)."""
+    _check_transition(session, doc_id, current, to, reason=reason, label=label)
+    values = {"status": to, "updated_at": utcnow(), **changes}
+    result = session.execute(
+        update(Documento)
+        .where(Documento.id == doc_id, Documento.status == current)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        _lost_race(session, doc_id, to, label=label)
+
+
+def _check_transition(session: Session, doc_id: int, current: str, to: str, *, reason: str, label: str) -> None:
+    """Refuse (log, audit, raise ``InvalidTransition``) a move the life cycle does not allow."""
     if to not in DOCUMENT_STATUSES or to not in DOCUMENT_TRANSITIONS.get(current, frozenset()):
         log.warning(
             "documento %s: refused transition %s -> %s (%s)",
@@ -135,22 +149,18 @@ def move(
             current=current,
             attempted=to,
         )
-    values = {"status": to, "updated_at": utcnow(), **changes}
-    result = session.execute(
-        update(Documento)
-        .where(Documento.id == doc_id, Documento.status == current)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+
+
+def _lost_race(session: Session, doc_id: int, to: str, *, label: str) -> None:
+    """The compare-and-swap found the document in another state: raise ``InvalidTransition``."""
+    now = session.scalar(select(Documento.status).where(Documento.id == doc_id))
+    raise InvalidTransition(
+        f"O documento {label or doc_id} mudou de estado enquanto isto acontecia ({now}).",
+        entity="documento",
+        key=doc_id,
+        current=now,
+        attempted=to,
     )
-    if result.rowcount != 1:
-        now = session.scalar(select(Documento.status).where(Documento.id == doc_id))
-        raise InvalidTransition(
-            f"O documento {label or doc_id} mudou de estado enquanto isto acontecia ({now}).",
-            entity="documento",
-            key=doc_id,
-            current=now,
-            attempted=to,
-        )
 
 
 def transition(
@@ -596,8 +606,9 @@ def run_download_job(ctx: jobs.JobContext) -> dict[str, Any]:
         todo = [d.id for d in docs if d.status in ("pending", "processing")]
         labels = [(f"doc-{d.external_id}", d.nome or d.external_id) for d in docs]
     ctx.set_items(labels)
+    items = ctx.items() if any(d.status in ("available", "failed") for d in docs) else {}
     for d in docs:
-        if d.status in ("available", "failed") and ctx.item_status(f"doc-{d.external_id}") == "pending":
+        if d.status in ("available", "failed") and items.get(f"doc-{d.external_id}") == "pending":
             ctx.set_item(
                 f"doc-{d.external_id}", "skipped" if d.status == "available" else "failed", error=d.last_error
             )
@@ -676,14 +687,102 @@ def _notify_subscribers(session: Session, job_id: int) -> None:
     webhooks.release_waiting(session, job_id=job_id)
 
 
+# The download loop's per-document writes, built once. Executing a prebuilt Core statement only binds
+# parameters: no statement construction, cache key or ORM bulk-update setup per document, which cost
+# ~1 ms of CPU each on the job's main thread, holding the GIL the download threads need to read their
+# responses. Each is the same compare-and-swap as ``move`` (the row changes only while still in the
+# expected state), run through ``_swap`` which applies ``move``'s life-cycle check first.
+_DOCS = Documento.__table__
+_ITEMS = JobItem.__table__
+
+
+def _doc_swap(current: str, to: str, **values: Any) -> Any:
+    return (
+        update(_DOCS)
+        .where(_DOCS.c.id == bindparam("b_doc"), _DOCS.c.status == current)
+        .values(status=to, updated_at=bindparam("b_now"), **values)
+    )
+
+
+_TO_PROCESSING = _doc_swap("pending", "processing", job_id=bindparam("b_job"))
+_TO_AVAILABLE = _doc_swap(
+    "processing",
+    "available",
+    size=bindparam("b_size"),
+    sha256=bindparam("b_sha256"),
+    storage_key=bindparam("b_key"),
+    content_type=bindparam("b_type"),
+    last_error="",
+    available_at=bindparam("b_now"),
+    link_url="",
+    link_expires_at=None,
+    attempts=_DOCS.c.attempts + bindparam("b_attempts"),
+)
+_TO_FAILED = _doc_swap("processing", "failed", last_error=bindparam("b_error"))
+_TAKE_OVER = (  # a processing document whose job died (or is this one) becomes this job's
+    update(_DOCS)
+    .where(
+        _DOCS.c.id == bindparam("b_doc"),
+        _DOCS.c.status == "processing",
+        _DOCS.c.job_id.is_not_distinct_from(bindparam("b_holder")),  # the holder may be NULL (job deleted)
+    )
+    .values(job_id=bindparam("b_job"), updated_at=bindparam("b_now"))
+)
+_CLAIMABLE = (
+    select(
+        _DOCS.c.id,
+        _DOCS.c.status,
+        _DOCS.c.job_id,
+        _DOCS.c.external_id,
+        _DOCS.c.nome,
+        _DOCS.c.tamanho,
+        _DOCS.c.hash_declarado,
+    )
+    .where(_DOCS.c.id.in_(bindparam("b_docs", expanding=True)))
+    .order_by(_DOCS.c.id)
+)
+_ITEM_STATUS = (
+    update(_ITEMS)
+    .where(_ITEMS.c.job_id == bindparam("b_job"), _ITEMS.c.key == bindparam("b_item"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        updated_at=bindparam("b_now"),
+        attempts=_ITEMS.c.attempts + bindparam("b_attempts"),
+    )
+)
+_ITEMS_PROCESSING = (
+    update(_ITEMS)
+    .where(_ITEMS.c.job_id == bindparam("b_job"), _ITEMS.c.key.in_(bindparam("b_items", expanding=True)))
+    .values(status="processing", updated_at=bindparam("b_now"))
+)
+
+
+def _swap(
+    session: Session, statement: Any, params: dict[str, Any], *, current: str, to: str, reason: str = ""
+) -> None:
+    """``move`` with one of the prebuilt statements above (``params["b_doc"]`` is the document)."""
+    doc_id = params["b_doc"]
+    _check_transition(session, doc_id, current, to, reason=reason, label="")
+    if session.execute(statement, {"b_now": utcnow(), **params}).rowcount != 1:
+        _lost_race(session, doc_id, to, label="")
+
+
 def _mark_item(
     session: Session, job_id: int, key: str, status: str, *, error: str = "", attempt: bool = False
 ) -> None:
     """The job's per-item status, written in the same transaction as the document's own change."""
-    values: dict[str, Any] = {"status": status, "error": error[:4000], "updated_at": utcnow()}
-    if attempt:
-        values["attempts"] = JobItem.attempts + 1
-    session.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.key == key).values(**values))
+    session.execute(
+        _ITEM_STATUS,
+        {
+            "b_job": job_id,
+            "b_item": key,
+            "b_status": status,
+            "b_error": error[:4000],
+            "b_now": utcnow(),
+            "b_attempts": 1 if attempt else 0,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -718,11 +817,20 @@ def _claim_batch(ctx: jobs.JobContext, doc_ids: list[int], progress: _Progress) 
     is taken over when its job is this one (a re-run) or no longer active (its worker died)."""
     taken: list[_Doc] = []
     newly = 0
+    if not doc_ids:
+        return taken
     with ctx.session() as s:
-        for doc in s.scalars(select(Documento).where(Documento.id.in_(doc_ids)).order_by(Documento.id)).all():
+        for doc in s.execute(_CLAIMABLE, {"b_docs": doc_ids}).all():
             if doc.status == "pending":
                 try:
-                    move(s, doc.id, "pending", "processing", reason=f"job {ctx.job_id}", job_id=ctx.job_id)
+                    _swap(
+                        s,
+                        _TO_PROCESSING,
+                        {"b_doc": doc.id, "b_job": ctx.job_id},
+                        current="pending",
+                        to="processing",
+                        reason=f"job {ctx.job_id}",
+                    )
                 except InvalidTransition:
                     continue
                 newly += 1
@@ -731,13 +839,7 @@ def _claim_batch(ctx: jobs.JobContext, doc_ids: list[int], progress: _Progress) 
                 if doc.job_id != ctx.job_id and holder is not None and holder.is_active:
                     continue
                 result = s.execute(
-                    update(Documento)
-                    .where(
-                        Documento.id == doc.id,
-                        Documento.status == "processing",
-                        Documento.job_id == doc.job_id,
-                    )
-                    .values(job_id=ctx.job_id, updated_at=utcnow())
+                    _TAKE_OVER, {"b_doc": doc.id, "b_holder": doc.job_id, "b_job": ctx.job_id, "b_now": utcnow()}
                 )
                 if result.rowcount != 1:
                     continue
@@ -745,11 +847,7 @@ def _claim_batch(ctx: jobs.JobContext, doc_ids: list[int], progress: _Progress) 
                 continue
             taken.append(_Doc(doc.id, doc.external_id, doc.nome, doc.tamanho, doc.hash_declarado))
         if taken:
-            s.execute(
-                update(JobItem)
-                .where(JobItem.job_id == ctx.job_id, JobItem.key.in_([d.item for d in taken]))
-                .values(status="processing", updated_at=utcnow())
-            )
+            s.execute(_ITEMS_PROCESSING, {"b_job": ctx.job_id, "b_items": [d.item for d in taken], "b_now": utcnow()})
     for _ in range(newly):  # after the commit: progress writes through its own session
         progress.move("pending", "processing")
     return taken
@@ -764,31 +862,30 @@ def _record(ctx: jobs.JobContext, outcomes: list[_Outcome], progress: _Progress)
                 continue
             try:
                 if out.status == "available":
-                    move(
+                    _swap(
                         s,
-                        out.doc.id,
-                        "processing",
-                        "available",
+                        _TO_AVAILABLE,
+                        {
+                            "b_doc": out.doc.id,
+                            "b_size": out.size,
+                            "b_sha256": out.sha256,
+                            "b_key": out.key,
+                            "b_type": out.content_type,
+                            "b_attempts": 1 if out.downloaded else 0,
+                        },
+                        current="processing",
+                        to="available",
                         reason=f"job {ctx.job_id}",
-                        size=out.size,
-                        sha256=out.sha256,
-                        storage_key=out.key,
-                        content_type=out.content_type,
-                        last_error="",
-                        available_at=utcnow(),
-                        link_url="",
-                        link_expires_at=None,
-                        attempts=Documento.attempts + (1 if out.downloaded else 0),
                     )
                     _mark_item(s, ctx.job_id, out.doc.item, "done", attempt=True)
                 else:
-                    move(
+                    _swap(
                         s,
-                        out.doc.id,
-                        "processing",
-                        "failed",
+                        _TO_FAILED,
+                        {"b_doc": out.doc.id, "b_error": out.error[:4000]},
+                        current="processing",
+                        to="failed",
                         reason=out.error[:200],
-                        last_error=out.error[:4000],
                     )
                     _mark_item(s, ctx.job_id, out.doc.item, "failed", error=out.error)
             except InvalidTransition:
