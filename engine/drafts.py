@@ -44,7 +44,6 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine import audit, forms
-from engine.context import current_request_id
 from engine.db import session_scope
 from engine.draft_stores import DraftKey, DraftStore, StoredDraft, get_store
 from engine.errors import (
@@ -61,7 +60,6 @@ from engine.errors import (
 from engine.forms import Form
 from engine.jobs import JobContext, create_job, job_handler
 from engine.metrics import REGISTRY as METRICS_REGISTRY
-from engine.models import AuditEvent
 from engine.models.drafts import DraftVersion, QuarantinedDraft
 from engine.security import SYSTEM, is_admin, require, sign, verify_signature
 from engine.settings import Settings, get_settings
@@ -608,8 +606,7 @@ def _write(
             data=data,
             step=step,
         )
-    # Core inserts in the caller's transaction (committed with it): the same rows ``session.add`` and
-    # ``audit.record`` would write, without the unit-of-work flush, which cost more than the rest of the save.
+    # Core inserts in the caller's transaction (committed with it): no unit-of-work flush on the hot path.
     if result.snapshot_due or reason:
         session.execute(
             insert(DraftVersion),
@@ -624,20 +621,14 @@ def _write(
                 }
             ],
         )
-    session.execute(
-        insert(AuditEvent),
-        [
-            {
-                "actor_id": getattr(actor, "id", None),
-                "actor_label": getattr(actor, "email", str(actor)) if actor is not None else "anônimo",
-                "action": "draft.save",
-                "entity_type": "draft",
-                "entity_id": str(key),
-                "after": {"version": new_version, "step": step, "size": size, "source": meta["source"]},
-                "request_id": current_request_id(),
-                "source": meta["source"],
-            }
-        ],
+    audit.insert_event(
+        session,
+        actor=actor,
+        action="draft.save",
+        entity_type="draft",
+        entity_id=str(key),
+        after={"version": new_version, "step": step, "size": size, "source": meta["source"]},
+        source=meta["source"],
     )
     state = DraftState(
         user_id=key.user_id,

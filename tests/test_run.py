@@ -65,7 +65,7 @@ def test_run_starts_everything_and_stops_every_child(tmp_path: Path, stop_signal
             assert client.get("/jobs").status_code == 200
 
             # The simulator and the worker are really there: a lookup's documents arrive.
-            _, token = _token(tmp_path, env, email)
+            token = _token(tmp_path, env, email)
             api = {"Authorization": f"Bearer {token}"}
             numero = make_cnj(777, 2024, 8, 26, 100)
             assert client.get(f"/api/v1/processos/{numero}", headers=api).status_code in (200, 202)
@@ -83,7 +83,7 @@ def test_run_starts_everything_and_stops_every_child(tmp_path: Path, stop_signal
     assert "Já existem usuários" not in log.read_text(errors="replace")
 
 
-def _token(directory: Path, env: dict[str, str], email: str) -> tuple[int, str]:
+def _token(directory: Path, env: dict[str, str], email: str) -> str:
     done = subprocess.run([*oficina_command(), "token", "create", email], cwd=directory, env=env,
                           capture_output=True, text=True, timeout=60, check=True)
-    return 0, done.stdout.strip().split()[-1]
+    return done.stdout.strip().split()[-1]

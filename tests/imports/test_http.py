@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-import dashboard.api.imports  # noqa: F401 - registers the endpoints (until dashboard.api.MODULES lists it)
 from dashboard import uploads
 from dashboard.auth import SESSION_COOKIE, session_cookie_value
 from engine import accounts
