@@ -194,13 +194,25 @@ async def drive(
     return latencies, done, errors
 
 
-def report(name: str, latencies: list[float], done: int, errors: int, seconds: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(
+    name: str, latencies: list[float], done: int, errors: int, seconds: float, cpu: float
+) -> dict[str, float]:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     rps = done / seconds
-    print(f"  {name:<22} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {errors}")
-    return {"rps": rps, "p50": p50, "p99": p99}
+    per = cpu / max(1, done) * 1e6
+    print(
+        f"  {name:<22} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {errors}   "
+        f"server CPU {per:5.0f} us/request"
+    )
+    return {"rps": rps, "p50": p50, "p99": p99, "cpu_us": per}
 
 
 def main() -> None:
@@ -297,6 +309,7 @@ def main() -> None:
         for r in range(args.rounds):
             print(f"round {r + 1}")
             for kind in ("bare", "full"):
+                cpu_before = cpu_seconds(proc.pid)
                 lat, done, errors = asyncio.run(
                     drive(
                         "127.0.0.1",
@@ -309,12 +322,17 @@ def main() -> None:
                     )
                 )
                 label = "bare SETEX handler" if kind == "bare" else "full draft save"
-                results[kind].append(report(label, lat, done, errors, args.seconds))
+                cpu = cpu_seconds(proc.pid) - cpu_before
+                results[kind].append(report(label, lat, done, errors, args.seconds, cpu))
         bare = statistics.mean(x["rps"] for x in results["bare"])
         full = statistics.mean(x["rps"] for x in results["full"])
         p99 = max(x["p99"] for x in results["full"])
+        cpu_ratio = statistics.mean(x["cpu_us"] for x in results["full"]) / statistics.mean(
+            x["cpu_us"] for x in results["bare"]
+        )
+        print(f"\nserver CPU per request, full / bare: {cpu_ratio:.2f}x")
         print(
-            f"\nfull / bare throughput: {full / bare:.0%} (target >= 60%);  full save p99 (worst round): "
+            f"full / bare throughput: {full / bare:.0%} (target >= 60%);  full save p99 (worst round): "
             f"{p99:.1f} ms (target < 25 ms)"
         )
     finally:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from engine import metrics
@@ -103,8 +104,16 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # dates go through json_default: ``isoformat()`` as before
+
+
 def dump_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, default=json_default, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON. orjson (several times faster on API answers); what it refuses (integers beyond
+    64 bits) goes through the standard library with the same output conventions."""
+    try:
+        return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, default=json_default, separators=(",", ":")).encode()
 
 
 class _Pools:

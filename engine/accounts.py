@@ -8,7 +8,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -114,6 +114,7 @@ def update_user(session: Session, *, actor: Any, user_id: int, role: str | None 
         if not is_active and getattr(actor, "id", None) == user.id:
             raise ValidationFailed("Você não pode desativar a sua própria conta.")
         user.is_active = is_active
+    _forget_tokens_on_commit(session, user.id)
     audit.record(session, actor=actor, action="user.update", entity_type="user", entity_id=user.id,
                  before=before, after=_user_snapshot(user))
     return user
@@ -204,18 +205,90 @@ def revoke_token(session: Session, *, actor: Any, token_id: int) -> ApiToken:
         require(actor, "users.manage")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        _forget_tokens_on_commit(session, token.user_id)
         audit.record(session, actor=actor, action="token.revoke", entity_type="api_token", entity_id=token.id)
     return token
 
 
-def user_for_token(session: Session, *, token: str) -> User:
+class TokenCache:
+    """Recently checked tokens (by SHA-256) and a detached copy of their owner, so a busy API does not read
+    the token and user rows on every call. An entry lives ``seconds``; revoking a token or changing a user
+    (role, deactivation) in this process forgets that user's entries when the change commits, and a lookup
+    that raced with such a change is not kept. Other processes see the change within ``seconds``."""
+
+    def __init__(self, *, clock: Any = time.monotonic, size: int = 10_000) -> None:
+        self.clock = clock
+        self.size = size
+        self._entries: dict[str, tuple[float, User]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> User | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= self.clock():
+            self._entries.pop(digest, None)
+            return None
+        return entry[1]
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def put(self, digest: str, user: User, *, seconds: float, generation: int) -> None:
+        copy = User(id=user.id, email=user.email, name=user.name, role=user.role, is_active=user.is_active,
+                    created_at=user.created_at, last_login_at=user.last_login_at)
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[digest] = (self.clock() + seconds, copy)
+
+    def forget(self, user_id: int | None = None) -> None:
+        """Drop ``user_id``'s entries (everyone's when None)."""
+        with self._lock:
+            self._generation += 1
+            if user_id is None:
+                self._entries.clear()
+            else:
+                for digest in [d for d, (_, u) in self._entries.items() if u.id == user_id]:
+                    self._entries.pop(digest, None)
+
+
+TOKENS = TokenCache()
+
+
+def _forget_tokens_on_commit(session: Session, user_id: int) -> None:
+    """Forget ``user_id``'s cached tokens now (lookups until the commit read the old rows and are not
+    kept) and again once ``session`` commits."""
+    TOKENS.forget(user_id)
+    event.listen(session, "after_commit", lambda _s: TOKENS.forget(user_id), once=True)
+
+
+def cached_user_for_token(token: str) -> User | None:
+    """The owner of ``token`` when ``user_for_token`` checked it within its ``cache_seconds``, else None
+    (no database needed)."""
+    return TOKENS.get(hash_token(token.strip()))
+
+
+def user_for_token(session: Session, *, token: str, cache_seconds: float = 0) -> User:
     """The active owner of a valid, unrevoked token, or ``AuthenticationFailed``.
 
-    One round trip: the token is found by its SHA-256 (a unique index) together with its owner."""
+    One round trip: the token is found by its SHA-256 (a unique index) together with its owner. With
+    ``cache_seconds`` > 0 a token checked that recently is answered from ``TOKENS`` (a detached copy of
+    the user) without reading the database."""
+    digest = hash_token(token.strip())
+    if cache_seconds > 0:
+        cached = TOKENS.get(digest)
+        if cached is not None:
+            return cached
+    generation = TOKENS.generation
     found = session.execute(
         select(User, ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at)
         .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(token.strip()))
+        .where(ApiToken.token_hash == digest)
     ).first()
     if found is None:
         raise AuthenticationFailed("Token de API inválido ou revogado.")
@@ -225,6 +298,8 @@ def user_for_token(session: Session, *, token: str) -> User:
     now = utcnow()
     if last_used_at is None or (now - last_used_at).total_seconds() > 60:
         session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    if cache_seconds > 0:
+        TOKENS.put(digest, user, seconds=cache_seconds, generation=generation)
     return user
 
 

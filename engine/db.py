@@ -85,7 +85,8 @@ def session_scope(settings: Settings | None = None, *, engine: Engine | None = N
     session = factory()
     try:
         yield session
-        session.commit()
+        if session.in_transaction():  # a session nobody used has nothing to commit (cheap API calls)
+            session.commit()
     except BaseException:
         session.rollback()
         raise

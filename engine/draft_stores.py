@@ -83,6 +83,8 @@ class DraftStore:
     transaction, so a draft and its audit row commit together; the Redis store ignores it)."""
 
     name = "base"
+    #: True when drafts are written in the caller's transaction (so their audit rows belong there too).
+    in_session = False
 
     def get(self, session: Session, key: DraftKey) -> StoredDraft | None:
         """The live draft at ``key``, or None (missing or expired)."""
@@ -171,6 +173,7 @@ def _ts(value: float) -> datetime:
 
 class DatabaseDraftStore(DraftStore):
     name = "db"
+    in_session = True
 
     def __init__(self, *, clock: Clock = time.time, limiter: MemoryRateLimiter | None = None) -> None:
         self.clock = clock

@@ -425,7 +425,7 @@ def load_draft(
         if stored is None:
             return None
         state = _decode(session, settings=settings, store=store, stored=stored, form=form, actor=actor)
-        audit.record(
+        (audit.record if store.in_session else audit.write_committed)(
             session,
             actor=actor,
             action="draft.load",
@@ -621,7 +621,10 @@ def _write(
                 }
             ],
         )
-    audit.insert_event(
+    # The database store and a version row make this save a database transaction: its audit row goes in it.
+    # A save kept only in Redis is audited in its own group-committed transaction before the answer.
+    write_audit = audit.insert_event if (store.in_session or result.snapshot_due or reason) else audit.write_committed
+    write_audit(
         session,
         actor=actor,
         action="draft.save",
@@ -645,7 +648,7 @@ def _write(
         expires_at=now + ttl,
         size=size,
     )
-    state.next_field = form.next_field(data, from_step=step)
+    state.next_field = form.next_field(data, from_step=step, status=fields_status)
     return state
 
 

@@ -92,6 +92,10 @@ class Settings:
                                "help": "if set, /metrics requires `Authorization: Bearer <token>`"})
     login_rate_limit_per_minute: int = field(default=10, metadata={"var": "LOGIN_RATE_LIMIT_PER_MINUTE",
                                              "help": "failed logins per e-mail and address per minute"})
+    api_token_cache_seconds: int = field(default=5, metadata={
+        "var": "API_TOKEN_CACHE_SECONDS",
+        "help": "how long a checked API token is trusted without reading the database; a token revoked or a "
+                "user changed in another process stops working within this time (0 = read every call)"})
     # Forms and drafts (names given by the design).
     checkpoint_storage: str = field(default="db", metadata={"var": "CHECKPOINT_STORAGE",
                                     "help": "db or redis (Redis with TTL, durable versions in the database)"})
@@ -164,6 +168,8 @@ class Settings:
             raise ConfigurationError(
                 "JOB_STALE_SECONDS must exceed twice JOB_HEARTBEAT_SECONDS, or healthy jobs would be re-enqueued",
                 variable="JOB_STALE_SECONDS")
+        if self.api_token_cache_seconds < 0:
+            raise ConfigurationError("API_TOKEN_CACHE_SECONDS must be 0 or more", variable="API_TOKEN_CACHE_SECONDS")
         if self.backup_keep < 1:
             raise ConfigurationError("BACKUP_KEEP must be at least 1", variable="BACKUP_KEEP")
         if self.worker_type not in {"thread", "process", "greenlet"}:

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, inspect, select, update
 
 from engine import accounts, audit
-from engine.db import session_scope
+from engine.db import get_engine, session_scope
 from engine.errors import AuthenticationFailed, Conflict, LimitExceeded, PermissionDenied, ValidationFailed
-from engine.models import AuditEvent, User
+from engine.models import ApiToken, AuditEvent, User, utcnow
 from engine.security import SYSTEM, can, require
 from engine.settings import Settings
 
@@ -134,3 +134,84 @@ def test_demo_admin_only_when_no_users(settings: Settings) -> None:
         assert created is not None and created[0].role == "admin" and len(created[1]) >= 12
     with session_scope(settings) as s:
         assert accounts.ensure_demo_admin(s) is None
+
+
+# The API's token cache --------------------------------------------------------------------------------
+
+def _count_queries(settings: Settings) -> list[str]:
+    statements: list[str] = []
+    event.listen(get_engine(settings), "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: statements.append(statement))
+    return statements
+
+
+def test_a_cached_token_answers_without_the_database_and_expires(settings: Settings) -> None:
+    uid = _make(settings, "cache@example.com", "staff")
+    with session_scope(settings) as s:
+        _, clear = accounts.create_token(s, actor=SYSTEM, user_id=uid)
+    now = [1000.0]
+    cache = accounts.TokenCache(clock=lambda: now[0])
+    original, accounts.TOKENS = accounts.TOKENS, cache
+    try:
+        statements = _count_queries(settings)
+        with session_scope(settings) as s:
+            assert accounts.user_for_token(s, token=clear, cache_seconds=5).id == uid
+        read = len(statements)
+        assert read >= 1
+        cached = accounts.cached_user_for_token(clear)
+        assert cached is not None and cached.id == uid and cached.role == "staff"
+        assert len(statements) == read  # no query
+        # A change made behind the engine's back (another process) is seen once the entry expires.
+        with get_engine(settings).begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.user_id == uid).values(revoked_at=utcnow()))
+        now[0] += 4.9
+        assert accounts.cached_user_for_token(clear) is not None
+        now[0] += 0.2
+        assert accounts.cached_user_for_token(clear) is None
+        with session_scope(settings) as s, pytest.raises(AuthenticationFailed):
+            accounts.user_for_token(s, token=clear, cache_seconds=5)
+        # Without cache_seconds nothing is kept.
+        assert accounts.cached_user_for_token("ofc_outro") is None
+    finally:
+        accounts.TOKENS = original
+
+
+def test_revoking_or_changing_a_user_forgets_its_cached_tokens_at_commit(settings: Settings) -> None:
+    uid = _make(settings, "forget@example.com", "staff")
+    with session_scope(settings) as s:
+        token, clear = accounts.create_token(s, actor=SYSTEM, user_id=uid)
+        _, other = accounts.create_token(s, actor=SYSTEM, user_id=uid)
+        token_id = token.id
+    for secret in (clear, other):
+        with session_scope(settings) as s:
+            accounts.user_for_token(s, token=secret, cache_seconds=60)
+    assert accounts.cached_user_for_token(clear) is not None
+    with session_scope(settings) as s:
+        accounts.update_user(s, actor=SYSTEM, user_id=uid, role="viewer")
+        # A lookup racing with the uncommitted change reads the old row and must not be kept.
+        with session_scope(settings) as racing:
+            assert accounts.user_for_token(racing, token=clear, cache_seconds=60).role == "staff"
+    assert accounts.cached_user_for_token(clear) is None
+    with session_scope(settings) as s:
+        assert accounts.user_for_token(s, token=clear, cache_seconds=60).role == "viewer"
+    assert accounts.cached_user_for_token(clear).role == "viewer"
+    with session_scope(settings) as s:
+        accounts.revoke_token(s, actor=SYSTEM, token_id=token_id)
+    assert accounts.cached_user_for_token(clear) is None and accounts.cached_user_for_token(other) is None
+    with session_scope(settings) as s, pytest.raises(AuthenticationFailed):
+        accounts.user_for_token(s, token=clear, cache_seconds=60)
+    with session_scope(settings) as s:
+        accounts.update_user(s, actor=SYSTEM, user_id=uid, is_active=False)
+    with session_scope(settings) as s, pytest.raises(AuthenticationFailed):
+        accounts.user_for_token(s, token=other, cache_seconds=60)
+
+
+def test_a_cached_user_is_a_detached_copy(settings: Settings) -> None:
+    uid = _make(settings, "copy@example.com", "analyst")
+    with session_scope(settings) as s:
+        _, clear = accounts.create_token(s, actor=SYSTEM, user_id=uid)
+    with session_scope(settings) as s:
+        live = accounts.user_for_token(s, token=clear, cache_seconds=60)
+        cached = accounts.cached_user_for_token(clear)
+        assert cached is not live and cached.email == live.email
+        assert inspect(cached).transient  # never flushed or lazy-loaded by anyone's session

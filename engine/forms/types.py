@@ -248,6 +248,8 @@ class Step:
 
 
 Submitter = Callable[..., Any]
+_VERDICTS_KEPT = 20_000  # per form; past that the memo starts again
+_VERDICT_MAX_TEXT = 256  # longer texts are checked every time (the memo stays a few MB at most)
 Check = Callable[[dict[str, Any]], list[dict[str, str]]]
 
 
@@ -272,6 +274,9 @@ class Form:
         if len(names) != len(set(names)):
             raise ValueError(f"form {self.slug} declares a field twice")
         self._by_name = {f.name: f for s in self.steps for f in s.fields}
+        # Verdicts of ``Field.clean`` (a pure function of the declaration and the value) by (field, type,
+        # value): an autosave re-checks a whole form in which one value changed since the last save.
+        self._verdicts: dict[tuple[str, type, Any], str | None] = {}
 
     @property
     def fields(self) -> list[Field]:
@@ -292,8 +297,9 @@ class Form:
 
     # Validation --------------------------------------------------------------------------------------
 
-    def check_structure(self, data: Any) -> None:
-        """Refuse what no draft may hold: a non-object, unknown fields, wrong types, over-long values."""
+    def check_structure(self, data: Any) -> dict[str, Any]:
+        """Refuse what no draft may hold: a non-object, unknown fields, wrong types, over-long values.
+        Returns the data flattened (dotted names)."""
         if not isinstance(data, Mapping):
             raise ValidationFailed(
                 "Os dados do formulário devem ser um objeto JSON.",
@@ -312,29 +318,45 @@ class Form:
         if errors:
             shown = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
             raise ValidationFailed(f"Rascunho recusado: {shown}.", errors=errors)
+        return flat
 
     def fields_status(self, data: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
         """``{field: filled|invalid|missing}`` and the messages of invalid fields (types already checked)."""
-        flat = flatten(data)
+        return self._status(flatten(data))
+
+    def _status(self, flat: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
         status: dict[str, str] = {}
         errors: list[dict[str, str]] = []
+        verdicts = self._verdicts
         for f in self.fields:
             value = flat.get(f.name)
             if f.is_empty(value):
                 status[f.name] = "missing"
                 continue
-            try:
-                f.clean(value)
-            except ValueError as exc:
-                status[f.name] = "invalid"
-                errors.append({"field": f.name, "message": str(exc)})
+            memo = isinstance(value, int | float) or (isinstance(value, str) and len(value) <= _VERDICT_MAX_TEXT)
+            key = (f.name, type(value), value) if memo else None
+            if key is not None and key in verdicts:
+                problem = verdicts[key]
             else:
+                try:
+                    f.clean(value)
+                except ValueError as exc:
+                    problem = str(exc)
+                else:
+                    problem = None
+                if key is not None:
+                    if len(verdicts) >= _VERDICTS_KEPT:
+                        verdicts.clear()
+                    verdicts[key] = problem
+            if problem is None:
                 status[f.name] = "filled"
+            else:
+                status[f.name] = "invalid"
+                errors.append({"field": f.name, "message": problem})
         return status, errors
 
     def check_partial(self, data: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
-        self.check_structure(data)
-        return self.fields_status(data)
+        return self._status(self.check_structure(data))
 
     def clean(self, data: Any) -> dict[str, Any]:
         """Every rule, for submission: canonical values by field name, or ``ValidationFailed``."""
@@ -364,9 +386,12 @@ class Form:
             )
         return values
 
-    def next_field(self, data: Mapping[str, Any], *, from_step: int = 0) -> str | None:
-        """The first field to fill (invalid, or required and missing) from ``from_step`` on, then before."""
-        status, _ = self.fields_status(data)
+    def next_field(self, data: Mapping[str, Any], *, from_step: int = 0,
+                   status: Mapping[str, str] | None = None) -> str | None:
+        """The first field to fill (invalid, or required and missing) from ``from_step`` on, then before.
+        ``status`` is ``fields_status(data)`` when the caller already has it."""
+        if status is None:
+            status, _ = self.fields_status(data)
         ordered = (
             self.fields[sum(len(s.fields) for s in self.steps[:from_step]) :]
             + self.fields[: sum(len(s.fields) for s in self.steps[:from_step])]

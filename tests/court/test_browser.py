@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from engine.brazil import format_cnj, make_cnj
 from engine.court.simulator import CourtSimulator, SimulatorConfig
@@ -21,7 +22,7 @@ def court_stack(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[OficinaStack, Any]]:
     """The real server and worker pointed at a slow simulator, so the page shows documents in transit."""
-    simulator = CourtSimulator(SimulatorConfig(latency_ms=100, slow_body_ms=150))
+    simulator = CourtSimulator(SimulatorConfig(latency_ms=100, slow_body_ms=400))
     simulator.start()
     try:
         with running_stack(tmp_path_factory.mktemp("court-browser"), redis_url, COURT_API_URL=simulator.url,
@@ -50,7 +51,8 @@ def test_look_up_a_process_and_watch_documents_arrive(court_stack, browser):
     field.fill("")
     field.press_sequentially(numero, delay=10)
     page.get_by_text("Número válido").wait_for()
-    assert field.input_value() == format_cnj(numero)
+    # The hint and the formatted value are two updates from the server: wait for the second one too.
+    expect(field).to_have_value(format_cnj(numero))
 
     page.get_by_role("button", name="Consultar").click()
     page.wait_for_selector("tr[data-doc]")

@@ -249,3 +249,55 @@ def test_survey_progress_round_trip_and_already_submitted(server, store):
     public.post("/api/progress/", json={**q2, "data": {}})
     assert public.delete("/api/progress/", params=q2).status_code == 204
     assert public.delete("/api/progress/", params=q2).status_code == 404
+
+
+def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store, monkeypatch):
+    """Redis-kept saves are audited by group commit; the API waits for it on its event loop (the worker
+    thread is already free) and fails the call, with the saved draft intact, when the audit cannot be
+    written."""
+    import time
+
+    from sqlalchemy import select
+
+    from engine import audit
+    from engine.db import session_scope
+    from engine.models import AuditEvent
+
+    api = server.client(server.token_for("ana@oficina.test", role="staff"))
+    copy_rows = audit._copy_rows
+    delays: list[float] = []
+
+    def slow_copy(conn, rows):
+        time.sleep(0.4)
+        delays.append(0.4)
+        return copy_rows(conn, rows)
+
+    # The first save writes a durable version, so it is a database transaction that holds its audit row.
+    assert api.post("/api/v1/drafts/save", json=body({"razao_social": "Primeira"}, version=0)).status_code == 200
+    monkeypatch.setattr(audit, "_copy_rows", slow_copy)
+    started = time.monotonic()
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Auditada"}, version=1))
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    with session_scope(server.settings) as s:
+        saves = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save")
+                          .order_by(AuditEvent.id)).all()
+    assert [e.after["version"] for e in saves] == [1, 2]
+    if store.in_session:  # the database store audits in the save's own transaction
+        assert delays == []
+    else:
+        assert delays and elapsed >= 0.4
+
+    def broken_copy(conn, rows):
+        raise RuntimeError("audit table unavailable")
+
+    monkeypatch.setattr(audit, "_copy_rows", broken_copy)
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Sem auditoria"}, version=2))
+    if store.in_session:
+        assert r.status_code == 200
+    else:
+        assert r.status_code == 500 and r.json()["error"] == "internal"
+        # The draft itself was saved (as before the audit); nothing typed is lost.
+        monkeypatch.setattr(audit, "_copy_rows", copy_rows)
+        loaded = api.get("/api/v1/drafts/load", params=Q).json()
+        assert loaded["payload"]["data"]["razao_social"] == "Sem auditoria"
