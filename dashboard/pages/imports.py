@@ -19,7 +19,7 @@ from panel.custom import JSComponent
 
 from dashboard.pages import feedback, ui
 from dashboard.pages.base import PageContext, PageSpec
-from engine import imports, jobs
+from engine import brazil, imports, jobs
 from engine.db import session_scope
 from engine.errors import ValidationFailed
 from engine.imports.reader import ENCODING_LABELS, SEPARATOR_NAMES
@@ -68,17 +68,30 @@ export function render({ model, el }) {
   input.type = "file";
   input.accept = model.accept;
   input.className = "ofc-upload-input";
+  input.id = "ofc-upload-" + Math.random().toString(36).slice(2);
   input.setAttribute("aria-label", model.label);
+  // The browser's own file button speaks the browser's language ("Choose File"): ours is a label for
+  // the (visually hidden, still focusable) input, inside a zone that also takes a dropped file.
+  const zone = document.createElement("label");
+  zone.className = "ofc-upload-zone";
+  zone.htmlFor = input.id;
+  const button = document.createElement("span");
+  button.className = "ofc-upload-button";
+  button.textContent = model.label;
+  const hint = document.createElement("span");
+  hint.className = "ofc-upload-hint";
+  hint.textContent = `ou arraste o arquivo para cá (CSV ou XLSX, até ${model.max_mb.toLocaleString("pt-BR")} MB)`;
+  zone.append(button, hint);
   const bar = document.createElement("progress");
   bar.max = 100; bar.value = 0; bar.className = "ofc-upload-bar"; bar.hidden = true;
   const text = document.createElement("span");
   text.className = "ofc-upload-text";
+  text.textContent = "Nenhum arquivo escolhido.";
   const mb = (n) => (n / 1048576).toFixed(1).replace(".", ",") + " MB";
-  input.addEventListener("change", () => {
-    const file = input.files[0];
-    if (!file) return;
+  const send = (file) => {
+    if (!file || input.disabled) return;
     if (file.size > model.max_mb * 1048576) {
-      text.textContent = `O arquivo tem ${mb(file.size)}; o limite é ${model.max_mb} MB.`;
+      text.textContent = `O arquivo tem ${mb(file.size)}; o limite é ${model.max_mb.toLocaleString("pt-BR")} MB.`;
       model.send_msg({type: "error", detail: text.textContent});
       return;
     }
@@ -86,7 +99,7 @@ export function render({ model, el }) {
     xhr.open("POST", "/uploads?filename=" + encodeURIComponent(file.name));
     xhr.setRequestHeader("X-Oficina-Upload", "1");
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
-    bar.hidden = false; bar.value = 0; input.disabled = true;
+    bar.hidden = false; bar.value = 0; input.disabled = true; box.classList.add("ofc-busy");
     text.textContent = `Enviando ${file.name}…`;
     model.send_msg({type: "started", filename: file.name, size: file.size});
     xhr.upload.onprogress = (e) => {
@@ -95,7 +108,7 @@ export function render({ model, el }) {
       text.textContent = `Enviando ${file.name}: ${bar.value}% (${mb(e.loaded)} de ${mb(e.total)})`;
     };
     xhr.onload = () => {
-      input.disabled = false; input.value = "";
+      input.disabled = false; input.value = ""; box.classList.remove("ofc-busy");
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = {detail: xhr.statusText}; }
       if (xhr.status === 201) {
@@ -109,19 +122,35 @@ export function render({ model, el }) {
       }
     };
     xhr.onerror = () => {
-      input.disabled = false; bar.hidden = true;
+      input.disabled = false; bar.hidden = true; box.classList.remove("ofc-busy");
       text.textContent = "A conexão caiu durante o envio. Tente de novo.";
       model.send_msg({type: "error", detail: text.textContent});
     };
     xhr.send(file);
+  };
+  input.addEventListener("change", () => send(input.files[0]));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("ofc-over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("ofc-over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault(); zone.classList.remove("ofc-over");
+    if (e.dataTransfer && e.dataTransfer.files.length) send(e.dataTransfer.files[0]);
   });
-  box.append(input, bar, text);
+  box.append(input, zone, bar, text);
   el.append(box);
 }
 """
     _stylesheets: ClassVar[list[str]] = [
         """
-.ofc-upload { display: flex; flex-direction: column; gap: 6px; font-family: Roboto, Arial, sans-serif; }
+.ofc-upload { display: flex; flex-direction: column; gap: 8px; font-family: Roboto, Arial, sans-serif; }
+.ofc-upload-input { position: absolute; width: 1px; height: 1px; opacity: 0; overflow: hidden; }
+.ofc-upload-zone { display: flex; align-items: center; gap: 14px; padding: 14px 16px; cursor: pointer;
+  border: 2px dashed #b8c2cc; border-radius: 8px; background: #f7f9fb; }
+.ofc-upload-zone.ofc-over { border-color: #1565c0; background: #e8f1fb; }
+.ofc-upload-input:focus-visible + .ofc-upload-zone { outline: 2px solid #1565c0; outline-offset: 2px; }
+.ofc-busy .ofc-upload-zone { opacity: 0.6; cursor: progress; }
+.ofc-upload-button { background: #1565c0; color: #fff; padding: 8px 16px; border-radius: 4px;
+  font-weight: 500; letter-spacing: 0.02em; white-space: nowrap; }
+.ofc-upload-hint { color: #52606d; font-size: 0.9rem; }
 .ofc-upload-bar { width: 100%; height: 10px; }
 .ofc-upload-text { font-size: 0.9rem; color: #394452; }
 """
@@ -316,7 +345,8 @@ class ImportsPage(pn.viewable.Viewer):
         hint = ui.html_pane(
             "<small>CSV (UTF-8, Latin-1 ou Windows-1252; separado por ponto e vírgula, vírgula ou tabulação) "
             "ou "
-            f"XLSX. Até {self.vm.settings.upload_max_mb} MB. O arquivo vai direto para o servidor, em partes."
+            f"XLSX. Até {brazil.format_int(self.vm.settings.upload_max_mb)} MB. O arquivo vai direto para o "
+            "servidor, em partes."
             "</small>"
         )
         return ui.card(kind, uploader, hint, title="1. Arquivo")

@@ -1,0 +1,61 @@
+"""The upload zone of the imports page in headless Chromium: Portuguese controls (not the browser's own
+"Choose File"), a file dropped on the zone streams to /uploads and gets its preview, and a file over the
+limit is refused in the page before a byte is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.stack import OficinaStack, running_stack, wait_for_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-upload-widget")]
+
+CSV = "Sensor;Data/Hora;Valor;Unidade\r\nS-01;01/03/2024 10:00;1,5;kPa\r\nS-02;01/03/2024 10:01;2,5;kPa\r\n"
+
+DROP = """(zone, [text, name]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([text], name, {type: "text/csv"}));
+  for (const type of ["dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[OficinaStack]:
+    with running_stack(tmp_path_factory.mktemp("oficina-upload-widget"), redis_url, UPLOAD_MAX_MB="1") as running:
+        yield running
+
+
+def _open(stack: OficinaStack, browser: Any) -> Any:
+    page = stack.new_page(browser)
+    stack.login(page, stack.user("analyst", name="Ana Analista"), next_path="/importacoes")
+    wait_for_app(page)
+    return page
+
+
+def test_a_dropped_file_is_uploaded_and_previewed(stack: OficinaStack, browser: Any) -> None:
+    page = _open(stack, browser)
+    zone = page.locator(".ofc-upload-zone")
+    assert zone.get_by_text("Escolher arquivo").is_visible()
+    assert "arraste o arquivo" in zone.inner_text() and "até 1 MB" in zone.inner_text()
+    native = page.locator(".ofc-upload-input").bounding_box()  # the browser's button stays out of sight
+    assert native is not None and native["width"] <= 1 and native["height"] <= 1
+    assert page.get_by_text("Nenhum arquivo escolhido.").is_visible()
+    zone.evaluate(DROP, [CSV, "soltas.csv"])  # the locator reaches into the component's shadow root
+    page.get_by_text("soltas.csv enviado").wait_for(timeout=30_000)
+    detected = page.locator(".ofc-imp-detected")
+    detected.wait_for(timeout=60_000)
+    assert "ponto e vírgula" in detected.inner_text()
+    assert "S-02" in page.locator(".ofc-imp-raw").inner_text()
+
+
+def test_a_file_over_the_limit_is_refused_in_the_page(stack: OficinaStack, browser: Any) -> None:
+    page = _open(stack, browser)
+    big = "Sensor;Data/Hora;Valor;Unidade\r\n" + "S-01;01/03/2024 10:00;1,5;kPa\r\n" * 40_000  # ~1.2 MB
+    page.locator(".ofc-upload-zone").evaluate(DROP, [big, "grande.csv"])
+    page.get_by_text("o limite é 1 MB").wait_for(timeout=30_000)
+    assert page.locator(".ofc-imp-detected").count() == 0
