@@ -10,7 +10,8 @@ In one run, on a scratch PostgreSQL database created for it (and dropped at the 
    with every value changed (so every row is rewritten);
    steps 2 and 3 alternate for ``--repeat`` rounds and the medians are reported with the ratios;
 4. imports a file of ``--big-rows`` (default 10,000,000) rows with ``oficina import --inline`` in a child
-   process and reports that process's peak RSS next to the same figure for the N-row file;
+   process and reports that process's peak RSS next to the same figure for the N-row file and for the same
+   command doing no work (``oficina import --help``: interpreter and imported modules);
 5. XLSX: ``--xlsx-rows`` rows x 5 columns, read by python-calamine alone vs the project's XLSX reading
    (fastexcel + validation) and the full import.
 
@@ -134,24 +135,40 @@ def checkpoint(settings: Settings) -> None:
         conn.execute(text("CHECKPOINT"))
 
 
-def child_rss(settings_env: dict[str, str], path: Path, data_dir: Path) -> tuple[float, int]:
-    """(seconds, peak RSS in MB) of ``oficina import --inline`` in a child process."""
+# Runs the command given as arguments, then prints "<exit code> <seconds> <peak RSS in KiB>" of that child.
+_MEASURE = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage.ru_maxrss)
+"""
+
+
+def child_rss(settings_env: dict[str, str], path: Path | None, data_dir: Path) -> tuple[float, int]:
+    """(seconds, peak RSS in MB) of ``oficina import --inline`` in a child process; with no path, of
+    ``oficina import --help``: the same process with its modules imported and no work done.
+
+    The child is started by a small intermediate Python process, not by this one: on Linux a program's
+    ``ru_maxrss`` includes the high-water mark of the memory image its ``exec`` replaced, i.e. of the process
+    that started it, and this benchmark is big by then (it imported the N-row file itself and generated the
+    10M-row file). Started from here, the import would report this process's peak, not its own."""
     env = {**os.environ, **settings_env}
     exe = Path(sys.executable).parent / "oficina"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine.cli"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [*command, "import", str(path), "--kind", "leituras", "--inline", "--quiet"],
+    arguments = ["--help"] if path is None else [str(path), "--kind", "leituras", "--inline", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command, "import", *arguments],
         env=env,
         cwd=str(data_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"import failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return seconds, usage.ru_maxrss // 1024
+    code, seconds, max_rss_kib = done.stdout.split()
+    if int(code) != 0:
+        raise RuntimeError(f"import failed: {done.stderr}")
+    return float(seconds), int(max_rss_kib) // 1024
 
 
 def xlsx_bench(settings: Settings, workdir: Path, rows: int) -> dict[str, float]:
@@ -304,6 +321,7 @@ def main() -> None:
                 "DATABASE_URL": url,
             }
             dispose_engines()
+            _, idle_rss = child_rss(env, None, workdir)
             empty_target(settings)
             small_s, small_rss = child_rss(env, csv_path, workdir)
             big_path = workdir / "leituras-10m.csv"
@@ -314,7 +332,7 @@ def main() -> None:
                 f"peak RSS of the importing process: {small_rss} MB for {args.rows:,} rows "
                 f"({small_s:.1f} s), "
                 f"{big_rss} MB for {args.big_rows:,} rows ({big_path.stat().st_size / 2**20:.0f} MB file, "
-                f"{big_s:.1f} s) (target < 300 MB, flat)"
+                f"{big_s:.1f} s) (target < 300 MB, flat); {idle_rss} MB with the modules imported and no work"
             )
             big_path.unlink()
 

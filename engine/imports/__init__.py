@@ -6,16 +6,8 @@ Importing this package registers the ``import`` job handler and the ``oficina im
 
 from __future__ import annotations
 
-import os
-import sys
-
-if "polars" not in sys.modules:
-    # polars allocates through its own jemalloc, which by default keeps freed pages for seconds: an import
-    # that reads chunk after chunk then holds far more memory than it uses. Returning them at once keeps the
-    # worker's RSS near what the import really needs (an operator's own setting wins).
-    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-
-from engine.imports.handler import import_job, register  # noqa: E402
+from engine.imports import allocator  # noqa: F401  (first: it must run before polars is imported)
+from engine.imports.handler import import_job, register
 from engine.imports.kinds import KINDS, ImportKind, get_kind, suggest_mapping
 from engine.imports.loader import MODES
 from engine.imports.reader import FileRefused

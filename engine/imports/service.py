@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -58,12 +59,14 @@ log = logging.getLogger(__name__)
 
 UPLOAD_TTL_HOURS = 24
 PART_TTL_HOURS = 2
-RUN_BUDGET_BYTES = 32 * 1024 * 1024
+RUN_BUDGET_BYTES = 32 * 1024 * 1024  # a file whose validated rows fit is sorted whole in memory
+SPILL_RUN_BYTES = 8 * 1024 * 1024  # a bigger one is staged in sorted runs of this size
 SNIFF_BYTES = 64 * 1024
 FILE_TYPES = ("csv", "xlsx")
 ALLOWED_SUFFIXES = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
 MERGE_ROWS_PER_SECOND = {"postgresql": 300_000, "sqlite": 150_000}
 CANCEL_POLL_SECONDS = 0.5
+_COMPARE_STEP = 1 << 16
 
 
 class ImportRefused(FileRefused):
@@ -412,8 +415,6 @@ def preview(session: Session, *, actor: Any, upload_id: int, options: ImportOpti
 
 
 def _check_preview(kind: ImportKind, detected: Any, columns: dict[str, int], tz: str) -> list[dict[str, Any]]:
-    import numpy as np
-
     width = len(detected.headers)
     rows = [list(r[:width]) + [""] * (width - len(r)) for r in detected.rows]
     frame = pl.DataFrame(
@@ -587,38 +588,111 @@ class _Counters:
         return dict(self.__dict__)
 
 
+class _Run:
+    """Validated rows on their way to the staging table, staged as runs sorted by key and deduplicated.
+
+    A file whose rows fit in ``RUN_BUDGET_BYTES`` is one run: the database then inserts it in key order
+    with no DISTINCT. A bigger file is deduplicated by the database anyway (``Loader.merge`` does it when
+    there are several runs), so once the budget is passed the rows are staged in runs of
+    ``SPILL_RUN_BYTES`` (sorted runs still make the database's sort quicker). Memory stays at one run whatever
+    the file size."""
+
+    def __init__(self, kind: ImportKind, loader: Loader, counters: _Counters) -> None:
+        self.kind = kind
+        self.loader = loader
+        self.counters = counters
+        self.frames: list[pl.DataFrame] = []
+        self.size = 0
+        self.spilling = False
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.frames.append(frame)
+        self.size += frame.estimated_size()
+        if self.size > (SPILL_RUN_BYTES if self.spilling else RUN_BUDGET_BYTES):
+            self.spilling = True
+            self._spill()
+
+    def finish(self) -> None:
+        if self.spilling:
+            self._spill()
+        elif self.frames:
+            self._stage(self.frames)
+            self.size = 0
+
+    def _spill(self) -> None:
+        while self.frames:  # the batches held, regrouped into runs of at most SPILL_RUN_BYTES
+            part = [self.frames.pop(0)]
+            size = part[0].estimated_size()
+            while self.frames and size + self.frames[0].estimated_size() <= SPILL_RUN_BYTES:
+                size += self.frames[0].estimated_size()
+                part.append(self.frames.pop(0))
+            self._stage(part)
+        self.size = 0
+
+    def _stage(self, frames: list[pl.DataFrame]) -> None:
+        rows = sum(f.height for f in frames)
+        deduped = _sort_and_dedupe(self.kind, frames)
+        self.counters.duplicates += rows - deduped.height
+        self.loader.stage(deduped)
+
+
 def _sort_and_dedupe(kind: ImportKind, frames: list[pl.DataFrame]) -> pl.DataFrame:
     """The rows of ``frames`` (emptied: their memory is released as the rows move) sorted by key, so the
     index is filled in order, keeping the last occurrence of each key.
 
-    Sorts an index, not the rows, and moves one column at a time: memory stays near one copy of the run."""
-    frame = pl.concat(frames, rechunk=True) if len(frames) > 1 else frames[0]
+    Memory stays near one copy of the run: the batches are joined one column at a time (each batch gives its
+    column up as it is copied), an index is sorted instead of the rows, and the rows are moved one column at
+    a time."""
+    names = frames[0].columns
+    columns: dict[str, pl.Series] = {}
+    for name in names:
+        columns[name] = pl.concat([f[name] for f in frames], rechunk=True) if len(frames) > 1 else frames[0][name]
+        frames[:] = [f.drop(name) for f in frames]
     frames.clear()
-    key_columns = list(kind.key)
-    key: pl.Series | None = None
-    if key_columns == ["sensor_id", "ts"]:
-        us = frame["ts"].dt.epoch("us")
-        lo, hi = us.min(), us.max()
-        ids = frame["sensor_id"]
-        top = max(abs(ids.min() or 0), abs(ids.max() or 0))  # SQLite uses provisional negative ids
-        if lo is not None and hi is not None and (top + 1) * (hi - lo + 1) < 2**62:  # one int64 key
-            key = ids.cast(pl.Int64) * (hi - lo + 1) + (us - lo)
-        del us, ids
-    if key is None:
-        ranked = frame.sort(key_columns, maintain_order=True)
+    order = _key_order(columns) if list(kind.key) == ["sensor_id", "ts"] else None
+    if order is None:
+        key_columns = list(kind.key)
+        ranked = pl.DataFrame(columns).sort(key_columns, maintain_order=True)
         differs = pl.any_horizontal([(pl.col(k) != pl.col(k).shift(-1)) for k in key_columns])
         return ranked.filter(differs.fill_null(True))
-    # stable: equal keys keep their file order, so the last occurrence comes last
-    pairs = key.alias("k").to_frame().with_row_index("i").sort("k", maintain_order=True)
-    del key
-    keep = (pairs["k"] != pairs["k"].shift(-1)).fill_null(True)
-    order = pairs["i"].filter(keep)
-    del pairs, keep
-    columns = {name: frame[name] for name in frame.columns}
-    del frame
-    for name in list(columns):
+    for name in names:
         columns[name] = columns[name].gather(order)  # the unsorted column is freed here
     return pl.DataFrame(columns)
+
+
+def _key_order(columns: dict[str, pl.Series]) -> pl.Series | None:
+    """Positions of the last row of each (sensor_id, ts), in key order; None when one int64 cannot hold the
+    key (or a key is null): the caller then sorts by both columns."""
+    ids, ts = columns["sensor_id"], columns["ts"]
+    if not len(ids) or ids.null_count() or ts.null_count():
+        return None
+    us = ts.dt.epoch("us").to_numpy()
+    lo, hi = int(us.min()), int(us.max())
+    top = max(abs(int(ids.min())), abs(int(ids.max())))  # SQLite uses provisional negative ids
+    if (top + 1) * (hi - lo + 1) >= 2**62:
+        return None
+    key = ids.to_numpy().astype(np.int64)  # in place from here: one int64 array, no temporaries
+    key *= hi - lo + 1
+    key -= lo
+    key += us
+    del us
+    order = np.argsort(key)  # quick (SIMD), but the order of equal keys is arbitrary...
+    last = _last_of_key(key, order)
+    if not last.all():  # ...so when keys repeat, sort again keeping the file order: the last one comes last
+        order = np.argsort(key, kind="stable")
+        order = order[_last_of_key(key, order)]
+    del key
+    return pl.Series("order", order.astype(np.uint32))
+
+
+def _last_of_key(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For each position of ``order`` (which sorts ``key``): is the next row's key different?"""
+    last = np.empty(len(order), dtype=bool)
+    last[-1] = True
+    for start in range(0, len(order) - 1, _COMPARE_STEP):  # in slices: no sorted copy of the whole key
+        ranked = key[order[start : start + _COMPARE_STEP + 1]]
+        np.not_equal(ranked[1:], ranked[:-1], out=last[start : start + len(ranked) - 1])
+    return last
 
 
 def _stage_frame(kind: ImportKind, valid: pl.DataFrame, loader: Loader) -> pl.DataFrame:
@@ -703,18 +777,8 @@ def run_import(
         if isinstance(source, XlsxSource):
             _prepare_xlsx(source, kind, columns)
         loader.begin()
-        run: list[pl.DataFrame] = []
-        run_bytes = 0
+        run = _Run(kind, loader, counters)
         last_poll = 0.0
-
-        def flush() -> None:
-            nonlocal run, run_bytes
-            if run:
-                rows = sum(f.height for f in run)
-                run_bytes = 0
-                deduped = _sort_and_dedupe(kind, run)
-                counters.duplicates += rows - deduped.height
-                loader.stage(deduped)
 
         def report_progress(phase: str, fraction: float) -> None:
             elapsed = time.monotonic() - started
@@ -753,12 +817,9 @@ def run_import(
             counters.blank_lines += batch.blank_lines
             if result.valid.height:
                 mark = time.monotonic()
-                staged = _stage_frame(kind, result.valid, loader)
-                run.append(staged)
-                run_bytes += staged.estimated_size()
-                if run_bytes > RUN_BUDGET_BYTES:
-                    flush()
+                run.add(_stage_frame(kind, result.valid, loader))
                 timings["stage"] += time.monotonic() - mark
+            del batch, result  # not held while the next batch is awaited
             now = time.monotonic()
             if now - last_poll >= CANCEL_POLL_SECONDS:
                 last_poll = now
@@ -770,7 +831,7 @@ def run_import(
         reader = None
         timings["read_total"] = time.monotonic() - started
         mark = time.monotonic()
-        flush()
+        run.finish()
         timings["stage"] += time.monotonic() - mark
         report.close()
         summary.update(counters.as_dict())

@@ -102,6 +102,7 @@ def test_small_chunks_and_several_runs_dedupe_in_the_database(
 
     monkeypatch.setattr(reader, "CHUNK_BYTES", 256)
     monkeypatch.setattr(service, "RUN_BUDGET_BYTES", 1)  # every chunk is its own run: dedupe happens in SQL
+    monkeypatch.setattr(service, "SPILL_RUN_BYTES", 1)
     rows = [f"S-{i % 5};{1 + i % 28:02d}/01/2024 10:00;{i}" for i in range(200)]
     summary = do_import(write(tmp_path, "runs.csv", "Sensor;Data/Hora;Valor\n" + "\n".join(rows) + "\n"))
     distinct = {(r.split(";")[0], r.split(";")[1]) for r in rows}

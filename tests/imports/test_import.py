@@ -216,6 +216,7 @@ def test_a_cancelled_import_leaves_the_target_untouched(
     monkeypatch.setattr(reader, "CHUNK_BYTES", 64)
     monkeypatch.setattr(service, "CANCEL_POLL_SECONDS", 0)
     monkeypatch.setattr(service, "RUN_BUDGET_BYTES", 1)  # rows reach the staging table before the cancel
+    monkeypatch.setattr(service, "SPILL_RUN_BYTES", 1)
     polls = []
 
     def cancel_on_third_poll() -> bool:
