@@ -277,13 +277,9 @@ def user_for_token(session: Session, *, token: str, cache_seconds: float = 0) ->
     """The active owner of a valid, unrevoked token, or ``AuthenticationFailed``.
 
     One round trip: the token is found by its SHA-256 (a unique index) together with its owner. With
-    ``cache_seconds`` > 0 a token checked that recently is answered from ``TOKENS`` (a detached copy of
-    the user) without reading the database."""
+    ``cache_seconds`` > 0 the answer is also kept in ``TOKENS`` for that long, for ``cached_user_for_token``
+    (which callers ask first)."""
     digest = hash_token(token.strip())
-    if cache_seconds > 0:
-        cached = TOKENS.get(digest)
-        if cached is not None:
-            return cached
     generation = TOKENS.generation
     found = session.execute(
         select(User, ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at)

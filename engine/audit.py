@@ -28,8 +28,9 @@ BATCH_ROWS = Histogram(
 )
 
 
-def _row(*, actor: Any, action: str, entity_type: str, entity_id: str | int, before: dict[str, Any] | None,
-         after: dict[str, Any] | None, source: str) -> dict[str, Any]:
+def _row(*, actor: Any, action: str, entity_type: str = "", entity_id: str | int = "",
+         before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+         source: str = "") -> dict[str, Any]:
     return {
         "actor_id": getattr(actor, "id", None),
         "actor_label": getattr(actor, "email", str(actor)) if actor is not None else "anônimo",
@@ -61,34 +62,13 @@ def record(
     return event
 
 
-def insert_event(
-    session: Session,
-    *,
-    actor: Any,
-    action: str,
-    entity_type: str = "",
-    entity_id: str | int = "",
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    source: str = "",
-) -> None:
-    """The row ``record`` adds, written at once with a Core INSERT in the caller's transaction: for hot paths
-    where the unit-of-work flush costs more than the work it audits (draft saves)."""
-    session.execute(insert(AuditEvent), [_row(actor=actor, action=action, entity_type=entity_type,
-                                              entity_id=entity_id, before=before, after=after, source=source)])
+def insert_event(session: Session, **event: Any) -> None:
+    """The row ``record`` adds (``event``: its keywords), written at once with a Core INSERT in the caller's
+    transaction: for hot paths where the unit-of-work flush costs more than the work it audits (draft saves)."""
+    session.execute(insert(AuditEvent), [_row(**event)])
 
 
-def write_committed(
-    session: Session,
-    *,
-    actor: Any,
-    action: str,
-    entity_type: str = "",
-    entity_id: str | int = "",
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    source: str = "",
-) -> None:
+def write_committed(session: Session, **event: Any) -> None:
     """Audit a change that was not made in ``session``'s database (a draft kept in Redis): the row is
     committed in its own transaction before this returns (or, inside ``deferred_commits``, before the
     block's owner answers), in one COPY with the rows other threads are writing at the same moment (group
@@ -98,11 +78,9 @@ def write_committed(
     transaction, as ``insert_event`` does."""
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        insert_event(session, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
-                     before=before, after=after, source=source)
+        insert_event(session, **event)
         return
-    row = _row(actor=actor, action=action, entity_type=entity_type, entity_id=entity_id, before=before,
-               after=after, source=source)
+    row = _row(**event)
     row["created_at"] = utcnow()
     _write_grouped(bind.engine, row)
 
@@ -162,11 +140,8 @@ _COPY_COLUMNS = ("created_at", "actor_id", "actor_label", "action", "entity_type
 
 
 def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert audit rows with one ``COPY`` (PostgreSQL; a fifth of the CPU of a multi-row INSERT built by
-    SQLAlchemy). JSON columns get the text SQLAlchemy would have sent."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(AuditEvent).returning(AuditEvent.id), rows).all()
-        return
+    """Insert audit rows with one PostgreSQL ``COPY`` (a fifth of the CPU of a multi-row INSERT built by
+    SQLAlchemy; SQLite never gets here). JSON columns get the text SQLAlchemy would have sent."""
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f"COPY audit_events ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
