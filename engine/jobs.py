@@ -79,6 +79,32 @@ class JobSuperseded(JobCancelled):
     """This run no longer owns its job (the sweep gave it to another worker): stop without writing."""
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """The worker process is shutting down: the run stops and its job goes back to the queue.
+
+    A ``KeyboardInterrupt`` so the queue treats it as its own interrupt (Huey: SIGNAL_INTERRUPTED)."""
+
+
+# Set in a worker process when its shutdown signal arrived (``note_interrupt``). The queue delivers that
+# signal as an exception raised wherever the run happens to be, and Python sometimes turns it into
+# another one (a failed rollback, an import's RuntimeError) or swallows it (a finaliser): with the flag,
+# such a run is still handed back instead of recorded as failed, and ``check_cancelled`` stops it.
+_interrupted = threading.Event()
+
+
+def note_interrupt() -> None:
+    """This process was told to stop: every run in it is being interrupted (called by the queue adapter)."""
+    _interrupted.set()
+
+
+def interrupt_noted() -> bool:
+    return _interrupted.is_set()
+
+
+def clear_interrupt() -> None:
+    _interrupted.clear()
+
+
 def job_handler(kind: str, *, label: str | None = None, permission: str | None = None
                 ) -> Callable[[Handler], Handler]:
     """Register the handler of ``kind``; ``label`` is the pt-BR name shown in the UI and ``permission``
@@ -375,7 +401,10 @@ class JobContext:
             return bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
 
     def check_cancelled(self) -> None:
-        """Raise ``JobCancelled`` if a cancel was requested, ``JobSuperseded`` if the job moved on."""
+        """Raise ``JobCancelled`` if a cancel was requested, ``JobSuperseded`` if the job moved on,
+        ``JobInterrupted`` if the worker process is shutting down."""
+        if _interrupted.is_set():
+            raise JobInterrupted()
         with self.session() as s:
             row = s.execute(select(Job.cancel_requested, Job.attempts, Job.status)
                             .where(Job.id == self.job_id)).one_or_none()
@@ -498,6 +527,10 @@ def run_job(job_id: int, *, settings: Settings | None = None, task_id: str | Non
     except JobCancelled:
         final = {"status": "cancelled", "message": "Cancelado pelo usuário."}
     except Exception as exc:  # the job records every failure; the worker goes on
+        if _interrupted.is_set():  # the shutdown's interrupt, turned into another exception on its way
+            log.warning("job %s (%s) interrupted by the worker's shutdown (%s: %s)", job.id, job.kind,
+                        type(exc).__name__, exc)
+            raise JobInterrupted() from exc
         log.exception("job %s (%s) failed", job.id, job.kind)
         final = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
                  "traceback": tb.format_exc()[-20000:]}

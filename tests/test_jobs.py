@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 
 from engine import accounts
@@ -532,3 +533,54 @@ def test_concurrent_creates_with_one_dedupe_key_make_one_job(pg_settings, record
 
         assert s.scalar(select(func.count(Job.id)).where(Job.dedupe_key == "same-key")) == 1
     assert [job_id for job_id, _ in recording_queue.enqueued] == [ids["first"]]
+
+
+# A worker process that is shutting down ---------------------------------------------------------------
+
+@pytest.fixture
+def interrupted() -> Any:
+    """This process noted a shutdown signal (as a process worker's child does on SIGTERM)."""
+    engine_jobs.note_interrupt()
+    yield
+    engine_jobs.clear_interrupt()
+
+
+def test_an_error_after_the_shutdown_signal_hands_the_job_back_instead_of_failing_it(
+        settings: Settings, recording_queue, handler, interrupted) -> None:  # noqa: ANN001
+    @handler("teste.interrompido")
+    def run(ctx: JobContext) -> None:
+        ctx.set_item("a", "done")
+        # What the shutdown's KeyboardInterrupt may become on its way: here, a failed rollback.
+        raise sa_exc.InvalidRequestError("Method 'rollback()' can't be called here")
+
+    job_id = new_job(settings, kind="teste.interrompido")
+    with pytest.raises(engine_jobs.JobInterrupted) as raised:
+        run_job(job_id, settings=settings, task_id="task-1")
+    assert isinstance(raised.value, KeyboardInterrupt)  # what the queue treats as its interrupt
+    job = load(settings, job_id)
+    assert job.status == "running" and job.error == "" and job.finished_at is None  # not recorded as failed
+    assert engine_jobs.release_job(job_id, task_id="task-1", reason="encerrado", settings=settings)
+    assert load(settings, job_id).status == "queued"
+
+
+def test_check_cancelled_stops_a_run_once_the_shutdown_signal_was_noted(
+        settings: Settings, recording_queue, handler) -> None:  # noqa: ANN001
+    steps: list[str] = []
+
+    @handler("teste.desligando")
+    def run(ctx: JobContext) -> None:
+        for key in ("a", "b", "c"):
+            ctx.check_cancelled()
+            ctx.set_item(key, "done")
+            steps.append(key)
+            if key == "a":  # the signal arrived, and its exception was swallowed (a finaliser ran)
+                engine_jobs.note_interrupt()
+
+    job_id = new_job(settings, kind="teste.desligando")
+    try:
+        with pytest.raises(engine_jobs.JobInterrupted):
+            run_job(job_id, settings=settings, task_id="task-1")
+    finally:
+        engine_jobs.clear_interrupt()
+    assert steps == ["a"] and load(settings, job_id).status == "running"
+    assert run_job(job_id, settings=settings) == "skipped"  # still held by the interrupted run

@@ -7,6 +7,8 @@ interrupted and failing consumers leave Job rows true; several consumers share o
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,8 +135,25 @@ def test_process_workers_run_jobs(redis_pg: Settings, workers: WorkerPool) -> No
     worker.terminate()
     assert worker.wait(20) == 0
     released = job_snapshot(redis_pg, long_id)
-    assert released.status == "queued" and released.message == INTERRUPTED_MESSAGE
+    assert released.status == "queued" and released.message == INTERRUPTED_MESSAGE, (
+        released.status, released.message, released.error, worker.log()[-4000:])
     assert HueyQueue(redis_pg).size() == 1
+
+
+def test_sigterm_to_a_process_child_alone_hands_its_job_back_and_the_child_goes_on(
+        redis_pg: Settings, workers: WorkerPool) -> None:
+    worker = workers.start(redis_pg, args=("--workers", "1", "--worker-type", "process", "--no-periodic"))
+    job_id = diagnostic(redis_pg, steps=8, step_seconds=0.3)
+    running = wait_for(lambda: items_done(redis_pg, job_id, 2), timeout=20, workers=[worker])
+    child = int(running.worker.split(":")[1])
+    assert child != worker.pid
+    os.kill(child, signal.SIGTERM)  # Huey interrupts that child's task; the consumer keeps running
+    # The one child runs the job again: the interrupt was for the first run, not for every later one.
+    job = wait_for_job(redis_pg, job_id, "succeeded", worker=worker, timeout=30)
+    assert job.attempts == 2 and f":{child}:" in job.worker
+    assert job.result["pulados"] >= 2  # what the first run finished was not redone
+    assert worker.log_lines(f"job {job_id} released back to the queue") and worker.alive
+    assert worker.stop() == 0
 
 
 # Killed, interrupted, stopped ------------------------------------------------------------------------
