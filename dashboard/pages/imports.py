@@ -200,6 +200,7 @@ class ImportsViewModel(param.Parameterized):
 
     def on_upload_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
+        log.info("upload component: %s", kind, extra={"upload": (message.get("upload") or {}).get("id")})
         if kind == "started":
             self.error, self.notice = "", ""
         elif kind == "uploaded":
