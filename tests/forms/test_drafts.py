@@ -615,3 +615,36 @@ def test_mask_ip_never_keeps_the_full_address():
 
 def test_cnpj_fixture_is_valid():
     assert forms.get_form("clientes").field("cnpj").clean(CNPJ_OK) == "11222333000181"
+
+
+# Redis: the save's scripts on a connection of the thread's own ------------------------------------------
+
+REDIS_ONLY = pytest.mark.parametrize("combination", [("postgresql", "redis")], indirect=True,
+                                     ids=["postgresql-redis"])
+
+
+@REDIS_ONLY
+def test_a_save_after_redis_forgot_its_scripts_still_lands_once(draft_settings, users, store):
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Antes"}, version=0)
+    lean = store._hit_and_put._local.owned[1]
+    assert lean.is_connected  # the save went through the thread's own connection
+    redis_client(store).script_flush()  # what a Redis restart does to loaded scripts
+    assert save(draft_settings, author, {"razao_social": "Depois"}, version=1).version == 2
+    assert load(draft_settings, author).data == {"razao_social": "Depois"}
+    assert save(draft_settings, author, {"razao_social": "De novo"}, version=2).version == 3
+
+
+@REDIS_ONLY
+def test_a_save_whose_connection_was_dropped_reconnects_and_lands_once(draft_settings, users, store):
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Antes"}, version=0)
+    lean = store._hit_and_put._local.owned[1]
+    lean.send_command("CLIENT", "ID")
+    client_id = lean.read_response()
+    assert redis_client(store).client_kill_filter(_id=client_id) == 1  # the server drops it (idle timeout)
+    saved = save(draft_settings, author, {"razao_social": "Depois"}, version=1)
+    assert saved.version == 2 and load(draft_settings, author).data == {"razao_social": "Depois"}
+    with pytest.raises(Conflict):  # applied once: version 1 is stale now
+        save(draft_settings, author, {"razao_social": "Outra"}, version=1)
+    assert save(draft_settings, author, {"razao_social": "Por fim"}, version=2).version == 3
