@@ -59,6 +59,9 @@ class FileUploader(JSComponent):
     accept = param.String(default=".csv,.txt,.tsv,.xlsx")
     max_mb = param.Integer(default=2048)
     label = param.String(default="Escolher arquivo")
+    acknowledged = param.String(default="", doc="the id of the last upload the server took (the page resends "
+                                "the news of an upload until it sees it here)")
+    resend_ms = param.Integer(default=2500, doc="how long the page waits for that before it resends")
 
     _esm: ClassVar[str] = """
 export function render({ model, el }) {
@@ -88,6 +91,7 @@ export function render({ model, el }) {
   text.className = "ofc-upload-text";
   text.textContent = "Nenhum arquivo escolhido.";
   const mb = (n) => (n / 1048576).toFixed(1).replace(".", ",") + " MB";
+  let uploads = 0;
   const send = (file) => {
     if (!file || input.disabled) return;
     if (file.size > model.max_mb * 1048576) {
@@ -95,6 +99,7 @@ export function render({ model, el }) {
       model.send_msg({type: "error", detail: text.textContent});
       return;
     }
+    const mine = ++uploads;  // an older file's news stops going out once this one starts
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/uploads?filename=" + encodeURIComponent(file.name));
     xhr.setRequestHeader("X-Oficina-Upload", "1");
@@ -114,7 +119,21 @@ export function render({ model, el }) {
       if (xhr.status === 201) {
         bar.value = 100;
         text.textContent = `${file.name} enviado (${mb(file.size)}).`;
-        model.send_msg({type: "uploaded", upload: body});
+        // The file is on the server; so that the page cannot miss it, the news goes again until the server
+        // says it took it (a message lost on a busy connection would otherwise leave the page waiting).
+        let tries = 0;
+        const tell = () => {
+          if (mine !== uploads || model.acknowledged === String(body.id)) return;  // taken, or a newer file
+          if (tries++ >= 8) {
+            text.textContent = `${file.name} está no servidor, mas a página não recebeu a confirmação. ` +
+              "Recarregue a página e envie de novo.";
+            model.send_msg({type: "error", detail: text.textContent});
+            return;
+          }
+          model.send_msg({type: "uploaded", upload: body});
+          setTimeout(tell, model.resend_ms);
+        };
+        tell();
       } else {
         bar.hidden = true;
         text.textContent = body.detail || `Falha no envio (${xhr.status}).`;
@@ -161,7 +180,14 @@ export function render({ model, el }) {
         self._on_message = on_message
 
     def _handle_msg(self, data: Any) -> None:
-        if isinstance(data, dict) and self._on_message is not None:
+        if not isinstance(data, dict):
+            return
+        upload = data.get("upload") if data.get("type") == "uploaded" else None
+        if isinstance(upload, dict) and upload.get("id"):
+            if self.acknowledged == str(upload["id"]):
+                return  # the page sent it again before it saw the acknowledgement
+            self.acknowledged = str(upload["id"])
+        if self._on_message is not None:
             self._on_message(data)
 
 

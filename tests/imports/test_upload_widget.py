@@ -4,6 +4,9 @@ limit is refused in the page before a byte is sent."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,3 +62,52 @@ def test_a_file_over_the_limit_is_refused_in_the_page(stack: OficinaStack, brows
     page.locator(".ofc-upload-zone").evaluate(DROP, [big, "grande.csv"])
     page.get_by_text("o limite é 1 MB").wait_for(timeout=30_000)
     assert page.locator(".ofc-imp-detected").count() == 0
+
+
+def _drop_first_upload_news(page: Any) -> dict[str, int]:
+    """Route the page's websocket through the test and drop the first message that tells the server of an
+    upload (a Bokeh message is a header, metadata and content frame, then two frames per buffer)."""
+    seen = {"dropped": 0, "messages": 0}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        frames: list[Any] = []
+        expected = [0]
+
+        def from_page(message: Any) -> None:
+            frames.append(message)
+            if len(frames) == 1:
+                expected[0] = 3 + 2 * int(json.loads(message).get("num_buffers") or 0)
+            if len(frames) < expected[0]:
+                return
+            whole = frames[:]
+            frames.clear()
+            seen["messages"] += 1
+            if not seen["dropped"] and isinstance(whole[2], str) and '"uploaded"' in whole[2]:
+                seen["dropped"] += 1
+                return
+            for frame in whole:
+                server.send(frame)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    return seen
+
+
+def test_the_news_of_an_upload_goes_again_when_the_connection_loses_it(stack: OficinaStack,
+                                                                        browser: Any) -> None:
+    page = stack.new_page(browser)
+    seen = _drop_first_upload_news(page)
+    stack.login(page, stack.user("analyst", name="Ana Analista"), next_path="/importacoes")
+    wait_for_app(page)
+    assert seen["messages"] > 0  # the page's messages do go through the route
+    log_start = len(stack.server_log.read_text(errors="replace"))
+    page.locator(".ofc-upload-zone").evaluate(DROP, [CSV, "perdida.csv"])
+    page.locator(".ofc-imp-detected").wait_for(timeout=30_000)  # the page sent the news again
+    assert seen["dropped"] == 1
+    assert "S-02" in page.locator(".ofc-imp-raw").inner_text()
+    time.sleep(3)  # past the page's next resend, had it not seen the acknowledgement
+    news = [line for line in stack.server_log.read_text(errors="replace")[log_start:].splitlines()
+            if "upload component: uploaded" in line]
+    assert len(news) == 1, news  # acted on once
