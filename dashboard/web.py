@@ -20,6 +20,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -144,6 +145,67 @@ async def run_blocking(fn: Callable[[], T], *, pool: str = "web", workers: int =
     if timeout is None:
         return await future
     return await asyncio.wait_for(future, timeout)
+
+
+class _Wakeups:
+    """Concurrent futures finished by other threads, handed to one event loop with one wake-up per burst.
+
+    ``asyncio.wrap_future`` wakes the loop once per future. A writer thread that commits a batch finishes
+    the futures of many requests at the same moment; here the first of them schedules one call on the loop
+    and the rest join it, so a batch of N costs one wake-up instead of N."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the registry below must not keep a closed loop alive
+        self._lock = threading.Lock()
+        self._ready: list[tuple[concurrent.futures.Future[Any], asyncio.Future[Any]]] = []
+        self._scheduled = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
+        waiter = loop.create_future()
+
+        def finished(future: concurrent.futures.Future[Any]) -> None:
+            with self._lock:
+                self._ready.append((future, waiter))
+                if self._scheduled:
+                    return
+                self._scheduled = True
+            target = self._loop()
+            if target is not None and not target.is_closed():
+                target.call_soon_threadsafe(self._drain)
+
+        done.add_done_callback(finished)
+        return waiter
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._scheduled = False
+        for future, waiter in ready:
+            if waiter.done():  # its request gave up waiting (timeout, closed connection)
+                continue
+            if future.cancelled():
+                waiter.cancel()
+            elif (exc := future.exception()) is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(future.result())
+
+
+_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = weakref.WeakKeyDictionary()
+
+
+async def wait_all(futures: list[concurrent.futures.Future[Any]], *, timeout: float) -> None:
+    """Await futures that other threads finish (audit commits), raising the first one's error, or
+    ``TimeoutError`` after ``timeout`` seconds."""
+    if not futures:
+        return
+    loop = asyncio.get_running_loop()
+    wakeups = _wakeups.get(loop)
+    if wakeups is None:
+        wakeups = _wakeups[loop] = _Wakeups(loop)
+    async with asyncio.timeout(timeout):
+        for done in futures:
+            await wakeups.watch(loop, done)
 
 
 class ObservedHandler(RequestHandler):

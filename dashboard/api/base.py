@@ -23,7 +23,6 @@ the endpoint function, commit. Every failure becomes ``{"error": CODE, "detail":
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,7 +37,14 @@ from sqlalchemy.orm import Session
 from tornado.httputil import HTTPHeaders
 from tornado.web import RequestHandler, stream_request_body
 
-from dashboard.web import MethodNotAllowed, ObservedHandler, UnsupportedMediaType, dump_json, run_blocking
+from dashboard.web import (
+    MethodNotAllowed,
+    ObservedHandler,
+    UnsupportedMediaType,
+    dump_json,
+    run_blocking,
+    wait_all,
+)
 from engine import audit
 from engine.accounts import cached_user_for_token, user_for_token
 from engine.db import session_scope
@@ -624,8 +630,8 @@ class ApiHandler(ObservedHandler):
             lambda: execute(ep, request, settings=self.config, registry=self.registry, on_user=remember_user,
                             audit_waits=audit_waits),
             pool="api", workers=max(4, self.config.web_threads * 2))
-        for done in audit_waits:  # the answer leaves only once the audit rows are committed
-            await asyncio.wait_for(asyncio.wrap_future(done), audit.WRITE_TIMEOUT_SECONDS)
+        # The answer leaves only once the audit rows are committed.
+        await wait_all(audit_waits, timeout=audit.WRITE_TIMEOUT_SECONDS)
         self.set_status(status)
         for name, value in headers.items():
             self.set_header(name, value)
