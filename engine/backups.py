@@ -540,24 +540,6 @@ class _ConsoleProgress:
         return None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backup", help="back up the database to blob storage now (prints id, key, sha256)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_backup)
-
-    p = sub.add_parser("restore", help="restore a backup after verifying its checksum (replaces ALL data)")
-    p.add_argument("backup", metavar="BACKUP_ID", help="backup id (see `oficina backups`) or its storage key")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--target-url", default=None, help="restore into this database instead of DATABASE_URL")
-    p.set_defaults(func=cmd_restore)
-
-    p = sub.add_parser("backups", help="list backups, newest first")
-    p.add_argument("--json", action="store_true", help="print JSON lines")
-    p.add_argument("--storage", action="store_true",
-                   help="list the dumps found in blob storage instead (e.g. after losing the database)")
-    p.set_defaults(func=cmd_backups)
-
-
 def cmd_backup(args: argparse.Namespace) -> int:
     backup = create_backup(actor=SYSTEM, settings=get_settings(), report=_ConsoleProgress())
     data = summary(backup)

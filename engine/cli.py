@@ -15,18 +15,15 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from engine import commands
 from engine.errors import EngineError
 from engine.settings import get_settings
 
 Command = Callable[[argparse.Namespace], int | None]
 
-# Extra registrars of engine's own capabilities (each module exposes ``register(subparsers)``).
-ENGINE_COMMAND_MODULES = ["engine.backups", "engine.drafts", "engine.documents", "engine.imports"]
 
 
 def register_engine_commands(sub: argparse._SubParsersAction) -> None:
-    import importlib
-
     p = sub.add_parser("db", help="database migrations")
     dbsub = p.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="apply every pending migration").set_defaults(func=cmd_db_upgrade)
@@ -64,15 +61,10 @@ def register_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulator-port", type=int, default=8790)
     p.set_defaults(func=cmd_run)
 
-    for name in ENGINE_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        if hasattr(module, "register"):
-            module.register(sub)
+    # The capabilities' own commands: their parsers are light, their modules load when a command runs.
+    for register in (commands.register_backups, commands.register_drafts, commands.register_documents,
+                     commands.register_imports):
+        register(sub)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -1209,36 +1209,6 @@ def lookup_summary(session: Session, result: LookupResult) -> dict[str, Any]:
 # CLI ----------------------------------------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("processos", help="court processes and their documents")
-    psub = p.add_subparsers(dest="processos_command", required=True)
-    f = psub.add_parser("fetch", help="look a process up and download its documents in the background")
-    f.add_argument("numero", help="CNJ number, masked or 20 digits")
-    f.add_argument(
-        "--refresh", action="store_true", help="ask the court again; fetch new or failed documents"
-    )
-    f.add_argument("--webhook-url", default=None, help="notify this URL when the download ends")
-    f.add_argument("--no-download", action="store_true", help="store the metadata only")
-    f.add_argument("--wait", action="store_true", help="wait for the job and print the final status")
-    f.add_argument("--timeout", type=float, default=600, help="seconds to wait with --wait")
-    f.set_defaults(func=cmd_fetch)
-
-    s = psub.add_parser("status", help="print the download status of a process as JSON")
-    s.add_argument("numero")
-    s.set_defaults(func=cmd_status)
-
-    c = sub.add_parser("court-simulator", help="serve the PDPJ-like court API simulator (demo and tests)")
-    c.add_argument("--port", type=int, default=8790)
-    c.add_argument("--host", default="127.0.0.1")
-    c.add_argument("--latency-ms", type=int, default=0)
-    c.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 429/5xx")
-    c.add_argument("--truncate-rate", type=float, default=0.0, help="fraction of documents cut short")
-    c.add_argument("--documents", type=int, default=None, help="documents per process (default 3-9)")
-    c.add_argument("--document-size", type=int, default=None, help="bytes per document (default varies)")
-    c.add_argument("--print-token", action="store_true", help="print a token the simulator accepts and exit")
-    c.set_defaults(func=cmd_court_simulator)
-
-
 def cmd_fetch(args: argparse.Namespace) -> int:
     from engine.db import session_scope
 

@@ -1060,17 +1060,6 @@ def schedule_sweep(*, settings: Settings | None = None) -> int:
 # CLI -------------------------------------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drafts", help="form drafts (rascunhos)")
-    dsub = p.add_subparsers(dest="drafts_command", required=True)
-    c = dsub.add_parser("list", help="list a user's drafts (never their content)")
-    c.add_argument("--user", required=True, metavar="EMAIL")
-    c.add_argument("--json", action="store_true", help="print JSON lines")
-    c.set_defaults(func=cmd_list)
-    c = dsub.add_parser("sweep", help="delete expired drafts, old versions and expired survey progress")
-    c.set_defaults(func=cmd_sweep)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from engine import accounts
 

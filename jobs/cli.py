@@ -13,8 +13,6 @@ import argparse
 import logging
 import os
 
-from huey.consumer import Consumer
-
 log = logging.getLogger("oficina.worker")
 
 READY_MESSAGE = "worker ready"
@@ -46,13 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_worker)
 
 
-class OficinaConsumer(Consumer):
-    """Huey's consumer, announcing when its workers are up (tests and `make run` wait for it)."""
+def consumer_class() -> type:
+    """Huey's consumer, announcing when its workers are up (tests and `make run` wait for it). Built on
+    first use: building the parser of `oficina` must not load Huey."""
+    from huey.consumer import Consumer
 
-    def start(self) -> None:
-        super().start()
-        log.info(READY_MESSAGE, extra={"queue": self.huey.name, "workers": self.workers,
-                                       "worker_type": self.worker_type, "pid": os.getpid()})
+    class OficinaConsumer(Consumer):
+        def start(self) -> None:
+            super().start()
+            log.info(READY_MESSAGE, extra={"queue": self.huey.name, "workers": self.workers,
+                                           "worker_type": self.worker_type, "pid": os.getpid()})
+
+    return OficinaConsumer
 
 
 def check_services(huey) -> None:  # noqa: ANN001 - OficinaHuey
@@ -104,7 +107,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     check_services(huey)
     dispose_engines()  # process workers fork: no pooled connection may cross into them
     queue.install(HueyQueue(settings))
-    consumer = OficinaConsumer(
+    consumer = consumer_class()(
         huey,
         workers=args.workers or settings.worker_count,
         worker_type=worker_type,

@@ -45,7 +45,7 @@ from engine.settings import Settings
 
 T = TypeVar("T")
 
-READY_MESSAGE = "worker ready"  # logged by jobs.cli.OficinaConsumer once its workers run
+READY_MESSAGE = "worker ready"  # logged by the consumer of jobs.cli once its workers run
 SETTINGS_VARS = frozenset(f.metadata["var"] for f in fields(Settings))
 
 

@@ -13,8 +13,6 @@ from typing import Any
 from engine.brazil import format_int
 from engine.db import session_scope
 from engine.errors import NotFound
-from engine.imports.kinds import KINDS
-from engine.imports.loader import MODES
 from engine.imports.service import (
     CANCEL_POLL_SECONDS,
     ImportOptions,
@@ -139,51 +137,6 @@ def _remove_file(ctx: JobContext, upload_id: int, *, keep_status: bool) -> None:
 
 
 # CLI ------------------------------------------------------------------------------------------------------
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "import",
-        help="importa um arquivo CSV ou XLSX (leituras, clientes)",
-        description="Importa FILE pelo worker (ou no próprio processo com --inline) e imprime o "
-        "resumo em JSON. Código de saída 1 quando o arquivo é recusado.",
-    )
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--kind", required=True, choices=sorted(KINDS))
-    p.add_argument(
-        "--mode",
-        default="insert",
-        choices=MODES,
-        help="insert: só chaves novas; upsert: atualiza as existentes; replace: substitui as linhas "
-        "das chaves presentes",
-    )
-    p.add_argument("--encoding", help="utf-8, latin-1, cp1252 ou utf-16 (padrão: detectada)")
-    p.add_argument("--separator", help="separador do CSV (padrão: detectado)")
-    p.add_argument("--decimal", choices=[",", "."], help="separador decimal (padrão: detectado)")
-    p.add_argument("--sheet", help="planilha do XLSX (padrão: a primeira)")
-    p.add_argument(
-        "--map",
-        action="append",
-        default=[],
-        metavar="COLUMN=FIELD",
-        help="liga a coluna do arquivo ao campo (pode repetir)",
-    )
-    p.add_argument(
-        "--max-invalid-share",
-        type=float,
-        default=1.0,
-        help="recusa o arquivo se a fração de linhas inválidas passar disto (0 a 1; padrão 1)",
-    )
-    p.add_argument("--timezone", default="America/Sao_Paulo", help="fuso de datas sem fuso")
-    p.add_argument("--inline", action="store_true", help="roda no próprio processo, sem worker")
-    p.add_argument(
-        "--wait-start",
-        type=float,
-        default=20.0,
-        help="segundos esperando um worker pegar o job antes de desistir (padrão 20)",
-    )
-    p.add_argument("--quiet", action="store_true", help="sem progresso no stderr")
-    p.set_defaults(func=cmd_import)
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from engine import drafts, forms
+from engine import commands, drafts, forms
 from engine.db import session_scope
 from engine.draft_stores import DraftKey, RedisDraftStore, StoredDraft
 from engine.errors import (
@@ -592,7 +592,7 @@ def test_cli_lists_drafts_without_content_and_sweeps(draft_settings, users, stor
         step=1,
     )
     parser = argparse.ArgumentParser()
-    drafts.register(parser.add_subparsers(dest="command"))
+    commands.register_drafts(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["drafts", "list", "--user", "autor@oficina.test"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
