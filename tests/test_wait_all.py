@@ -6,10 +6,30 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
 from dashboard.web import wait_all
+
+
+def run(scenario: Any) -> Any:
+    """``asyncio.run`` in a thread of its own: a browser test in the same worker may have left this thread's
+    event loop running (Playwright's sync API)."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(scenario())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def test_a_burst_of_commits_wakes_the_loop_once_and_every_waiter_gets_its_answer() -> None:
@@ -44,7 +64,7 @@ def test_a_burst_of_commits_wakes_the_loop_once_and_every_waiter_gets_its_answer
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
         return answers, wakeups
 
-    answers, wakeups = asyncio.run(scenario())
+    answers, wakeups = run(scenario)
     assert sorted(answers) == sorted(f"r{i}" for i in range(20))
     # One per burst (wrap_future would make it 20). A writer thread descheduled in the middle of its batch on a
     # loaded machine can let the loop drain once in between, hence a small margin.
@@ -59,7 +79,7 @@ def test_the_first_error_is_raised_and_a_future_finished_before_the_wait_counts(
         with pytest.raises(RuntimeError, match="o banco caiu"):
             await wait_all([ok, failed], timeout=5)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_commit_that_never_comes_times_out() -> None:
@@ -70,4 +90,4 @@ def test_a_commit_that_never_comes_times_out() -> None:
         never.set_result(None)  # finished later: nobody is waiting any more, nothing breaks
         await asyncio.sleep(0.05)
 
-    asyncio.run(scenario())
+    run(scenario)
