@@ -80,6 +80,22 @@ def check_cnj(text: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
+# mask_cnj in the browser, once the 20 digits are there (while typing, the field keeps what was typed).
+_MASK_CNJ_JS = """
+const typed = cb_obj.value_input || "";
+const d = typed.replace(/\\D/g, "").slice(0, 20);
+if (d.length === 20) {
+  let out = "";
+  for (let i = 0; i < d.length; i++) {
+    if (i === 7) out += "-";
+    else if (i === 9 || i === 13 || i === 14 || i === 16) out += ".";
+    out += d[i];
+  }
+  if (out !== typed) { cb_obj.value_input = out; }
+}
+"""
+
+
 class ProcessosViewModel(param.Parameterized):
     numero_input = param.String(default="", doc="what the person typed")
     numero = param.String(default="", doc="the 20 digits when valid")
@@ -184,7 +200,7 @@ class ProcessosPage(pn.viewable.Viewer):
         self._poller: Any = None
 
     def _numero_widget(self) -> Any:
-        field = pmui.TextInput(
+        field = ui.TypedTextInput(
             label="Número do processo (CNJ)",
             placeholder="0000000-00.0000.0.00.0000",
             max_length=25,
@@ -192,13 +208,10 @@ class ProcessosPage(pn.viewable.Viewer):
             css_classes=["ofc-numero"],
         )
 
-        def typed(event: Any) -> None:
-            masked = mask_cnj(event.new)
-            self.vm.numero_input = masked
-            if len(brazil.digits(event.new)) == 20 and event.new != masked:
-                field.value = masked
-
-        field.param.watch(typed, "value_input")
+        # The mask is applied in the browser: a value written back by the server arrives after the keys typed
+        # in the meantime and would replace them (a stale "cleared" or "masked" field eats what follows).
+        field.jscallback(value_input=_MASK_CNJ_JS)
+        field.param.watch(lambda e: setattr(self.vm, "numero_input", mask_cnj(e.new)), "value_input")
         field.param.watch(lambda e: setattr(self.vm, "numero_input", mask_cnj(e.new)), "value")
         if self.vm.numero_input:
             field.value = self.vm.numero_input
