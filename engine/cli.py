@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 from engine import commands
 from engine.errors import EngineError
 from engine.settings import get_settings
-
-Command = Callable[[argparse.Namespace], int | None]
-
 
 
 def register_engine_commands(sub: argparse._SubParsersAction) -> None:
