@@ -5,6 +5,13 @@ so a click can run before the change that preceded it in the browser: type an e-
 once, and the handler may still see the old, empty value. ``SessionOrderedExecutor`` runs the tasks of one
 Bokeh document one after the other, in the order Panel submitted them, while different sessions still run in
 parallel on the pool's threads. Tasks that name no document run as in a plain pool.
+
+``dispatch_browser_changes_at_once`` mends what threads do to a document's holds: a callback that updates a pane
+on a pool thread holds the document until the next turn of the event loop, and Bokeh collects every change made
+meanwhile, the browser's own included, to replay it when the hold ends. Replayed there, a browser change is no
+longer recognised as that browser's, so it is sent back to it: a text field gets back the text it had some
+keystrokes ago and the keys typed since are lost. Changes that come from a browser are dispatched as they
+arrive, as Bokeh does when nothing holds the document, so they are never echoed.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from functools import partial
 from typing import Any
 
 from bokeh.document import Document
+from bokeh.document.callbacks import DocumentCallbackManager, invoke_with_curdoc
+from bokeh.server.session import ServerSession
 
 
 def _document_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> Document | None:
@@ -67,3 +76,31 @@ class SessionOrderedExecutor(ThreadPoolExecutor):
         else:
             previous.add_done_callback(start)
         return done
+
+
+def dispatch_browser_changes_at_once() -> None:
+    """Patch Bokeh so that a change a browser sent is never held (and so never echoed back to it)."""
+    held_trigger = DocumentCallbackManager.trigger_on_change
+    if getattr(held_trigger, "dispatches_browser_changes", False):
+        return
+
+    def trigger_on_change(self: DocumentCallbackManager, event: Any) -> None:
+        if self._hold is None or not isinstance(getattr(event, "setter", None), ServerSession):
+            held_trigger(self, event)
+            return
+        doc = self._document()
+        if doc is None:
+            return
+        # What Bokeh does for an event when nothing holds the document: the session is still applying the
+        # browser's patch, so it knows which connection sent it and does not send it back there.
+        if event.callback_invoker is not None:
+            invoke_with_curdoc(doc, event.callback_invoker)
+
+        def invoke_callbacks() -> None:
+            for callback in self.change_callbacks():
+                callback(event)
+
+        invoke_with_curdoc(doc, invoke_callbacks)
+
+    trigger_on_change.dispatches_browser_changes = True  # type: ignore[attr-defined]
+    DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]

@@ -1,15 +1,24 @@
-"""The callback pool keeps one browser session's events in order and runs sessions in parallel."""
+"""The callback pool keeps one browser session's events in order and runs sessions in parallel; a change a
+browser sends while a pool thread holds the document is never sent back to it."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import pytest
+from bokeh.core.types import ID
 from bokeh.document import Document
+from bokeh.document.events import ModelChangedEvent
+from bokeh.models import Div, TextInput
+from bokeh.protocol import Protocol
+from bokeh.server.session import ServerSession
 
-from dashboard.session_executor import SessionOrderedExecutor
+from dashboard.session_executor import SessionOrderedExecutor, dispatch_browser_changes_at_once
 
 
 @pytest.fixture
@@ -62,3 +71,63 @@ def test_a_failing_task_reports_its_error_and_does_not_block_the_session(pool: S
 
 def test_tasks_without_a_document_run_as_in_a_plain_pool(pool: SessionOrderedExecutor) -> None:
     assert pool.submit(lambda a, b: a + b, 2, 3).result(timeout=5) == 5
+
+
+class _Browser:
+    """A connection of a Bokeh server session: what the server would write to this browser."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send_patch_document(self, event: Any) -> _Written:
+        self.sent.append(event)
+        return _Written()
+
+    def ok(self, message: Any) -> None:
+        return None
+
+
+def _run_in_a_thread(coroutine: Any) -> None:
+    """``asyncio.run`` on a thread of its own (a browser test may leave Playwright's loop in this thread)."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not failures, failures
+
+
+class _Written:
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
+def test_a_browser_change_during_a_hold_is_applied_at_once_and_never_sent_back() -> None:
+    dispatch_browser_changes_at_once()
+    dispatch_browser_changes_at_once()  # idempotent
+    doc = Document()
+    field, label = TextInput(value_input=""), Div(text="")
+    doc.add_root(field)
+    doc.add_root(label)
+    session = ServerSession(ID("s"), doc)
+    browser = _Browser()
+    session.subscribe(browser)
+    seen: list[str] = []
+    field.on_change("value_input", lambda _attr, _old, new: seen.append(new))
+
+    doc.hold("combine")  # a pool thread is updating a pane
+    typed = Protocol().create("PATCH-DOC", [ModelChangedEvent(doc, field, "value_input", "0006060")])
+    _run_in_a_thread(session._handle_patch(typed, browser))
+    assert field.value_input == "0006060" and seen == ["0006060"]  # Python heard the key without waiting
+    label.text = "Faltam 13 dígitos"  # the thread's own change stays held for the hold's end
+
+    session._pending_writes = []  # as when the session runs the callback that ends the hold
+    doc.unhold()
+    assert [(e.model, e.attr, e.new) for e in browser.sent] == [(label, "text", "Faltam 13 dígitos")]
+    assert seen == ["0006060"]

@@ -25,7 +25,7 @@ from dashboard import auth
 from dashboard.pages import audit, backups, forms, imports, jobs, processos, survey, template, ui, users, webhooks
 from dashboard.pages.base import NavEntry, PageContext, PageSpec, navigation
 from dashboard.pages.feedback import error_message
-from dashboard.session_executor import SessionOrderedExecutor
+from dashboard.session_executor import SessionOrderedExecutor, dispatch_browser_changes_at_once
 from engine.context import new_request_id, request_id_var
 from engine.errors import EngineError
 from engine.security import PAGE_PERMISSIONS
@@ -153,6 +153,7 @@ def configure_panel(settings: Settings) -> None:
         if pn.state._thread_pool is not None:
             pn.state._thread_pool.shutdown(wait=False)
         pn.state._thread_pool = SessionOrderedExecutor(settings.web_threads)
+        dispatch_browser_changes_at_once()
     if not _configured:
         _warm_up()
     _configured = True

@@ -200,7 +200,7 @@ class ProcessosPage(pn.viewable.Viewer):
         self._poller: Any = None
 
     def _numero_widget(self) -> Any:
-        field = ui.TypedTextInput(
+        field = pmui.TextInput(
             label="Número do processo (CNJ)",
             placeholder="0000000-00.0000.0.00.0000",
             max_length=25,

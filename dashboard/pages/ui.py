@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import panel as pn
 import panel_material_ui as pmui
-import param
 
 from engine import brazil
 
@@ -193,41 +192,3 @@ def secret_box(label: str, secret: str, note: str) -> str:
     """HTML showing a one-time secret (generated password, API token) with a warning."""
     return (f'<div class="ofc-secret"><div class="ofc-secret-label">{esc(label)}</div>'
             f'<code class="ofc-secret-value">{esc(secret)}</code><p>{esc(note)}</p></div>')
-
-
-class TypedTextInput(pmui.TextInput):
-    """A text input whose text belongs to the browser while a person types.
-
-    Panel handles browser changes on its thread pool and, when a newer keystroke is already queued, can take the
-    older value it is processing for a change made in Python and send it back: the page then shows that stale
-    text and the keys typed since are gone. Here a ``value_input`` the browser itself sent is never sent back to
-    it; a value set in Python (``widget.value = ...``) still is."""
-
-    def __init__(self, **params: Any) -> None:
-        self._typed: set[str] = set()  # what the browser sent since Python last set the text
-        self._from_browser = False
-        super().__init__(**params)
-
-    def _process_events(self, events: dict[str, Any]) -> None:
-        typed = events.get("value_input")
-        if isinstance(typed, str):
-            if len(self._typed) > 512:
-                self._typed.clear()
-            self._typed.add(typed)
-        self._from_browser = True
-        try:
-            super()._process_events(events)
-        finally:
-            self._from_browser = False
-
-    @param.depends("value", watch=True, on_init=True)
-    def _sync_value_input(self) -> None:
-        if not getattr(self, "_from_browser", True):
-            self._typed.clear()  # Python chose the text: the page must show it
-        super()._sync_value_input()
-
-    def _update_model(self, events: dict[str, Any], msg: dict[str, Any], root: Any, model: Any, doc: Any,
-                      comm: Any) -> None:
-        if "value_input" in msg and msg["value_input"] in self._typed:
-            msg = {k: v for k, v in msg.items() if k != "value_input"}
-        super()._update_model(events, msg, root, model, doc, comm)
