@@ -53,8 +53,11 @@ def main(*, port: int | None = None, address: str | None = None, num_threads: in
     address = address or settings.web_address
     if address not in {"127.0.0.1", "localhost"} and not settings.allowed_origins:
         raise SystemExit("ALLOWED_ORIGINS must list the public host when binding beyond localhost")
+    server = pn.serve(port=port, address=address, start=False, **options)
+    web.settle_heap()  # the heap built so far lives as long as the process: keep full collections short
     print(f"Oficina em http://{'localhost' if address in {'127.0.0.1', '0.0.0.0'} else address}:{port}")
-    pn.serve(port=port, address=address, **options)
+    server.start()
+    server.io_loop.start()
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ def serve(port: int) -> None:
         *web.routes(settings),
         *api.routes(settings),
     ]
-    Application(routes).listen(port, address="127.0.0.1")
+    application = Application(routes)
+    web.settle_heap()  # as the real server does once it is built
+    application.listen(port, address="127.0.0.1")
     print("ready", flush=True)
     tornado.ioloop.IOLoop.current().start()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import gc
 import hmac
 import json
 import logging
@@ -115,6 +116,16 @@ def dump_json(value: Any) -> bytes:
         return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS)
     except TypeError:
         return json.dumps(value, ensure_ascii=False, default=json_default, separators=(",", ":")).encode()
+
+
+def settle_heap() -> int:
+    """Call once the server is built, before it serves: what exists then (modules, classes, routes, caches
+    filled at start-up) lives as long as the process, so it is moved out of the garbage collector's reach
+    (``gc.freeze``). Without this, every full collection walks that whole heap again, a pause of tens of
+    milliseconds that every request in flight waits through. Returns how many objects were set aside."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class _Pools:

@@ -14,6 +14,7 @@ the same, shared numbers; aggregate them with ``max``, not ``sum``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -44,6 +45,10 @@ HTTP_DURATION = Histogram(
 JOBS = Gauge("oficina_jobs", "Jobs in the database by kind and status.", ["kind", "status"], registry=REGISTRY)
 QUEUE_SIZE = Gauge("oficina_queue_size", "Tasks waiting in the job queue (-1 when it cannot be reached).",
                    registry=REGISTRY)
+GC_FROZEN = Gauge("oficina_gc_frozen_objects",
+                  "Objects of the start-up heap kept out of the garbage collector's full collections.",
+                  registry=REGISTRY)
+GC_FROZEN.set_function(gc.get_freeze_count)
 REFRESH_FAILURES = Counter(
     "oficina_metrics_refresh_failures", "Scrapes that could not refresh a gauge, by source.", ["source"],
     registry=REGISTRY,

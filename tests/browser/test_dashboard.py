@@ -255,3 +255,13 @@ def test_admin_creates_a_user_whose_one_time_password_works(oficina, browser):
     oficina.login(newcomer, created, password=password)
     assert "Nina Nova" in newcomer.locator(".ofc-user").inner_text()
     newcomer.context.close()
+
+
+def test_the_server_serves_with_its_start_up_heap_kept_out_of_full_collections(oficina: OficinaStack) -> None:
+    # Panel, Bokeh and the app's modules are a heap of several hundred thousand objects; walked by every full
+    # collection, it pauses each request in flight by tens of milliseconds (bench/drafts.py shows the tail).
+    response = httpx.get(oficina.url("/metrics"), timeout=10)
+    assert response.status_code == 200
+    frozen = re.search(r"^oficina_gc_frozen_objects ([0-9.e+]+)$", response.text, re.M)
+    assert frozen is not None, "the server does not report its frozen heap"
+    assert float(frozen.group(1)) > 100_000
