@@ -98,7 +98,7 @@ def measure(stack, browser, *, rounds: int, store, key_for) -> list[float]:  # n
         word = f"Oficina {n:03d} Ltda"
         field.fill("")
         field.press_sequentially(word[:-1], delay=40)
-        field.press("a" if word[-1] == "a" else word[-1])
+        field.press(word[-1])
         typed = time.perf_counter()
         deadline = typed + 30
         while stored_text() != word:

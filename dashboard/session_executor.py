@@ -11,7 +11,8 @@ on a pool thread holds the document until the next turn of the event loop, and B
 meanwhile, the browser's own included, to replay it when the hold ends. Replayed there, a browser change is no
 longer recognised as that browser's, so it is sent back to it: a text field gets back the text it had some
 keystrokes ago and the keys typed since are lost. Changes that come from a browser are dispatched as they
-arrive, as Bokeh does when nothing holds the document, so they are never echoed.
+arrive, as Bokeh does when nothing holds the document, so they are not echoed. The exception is a property
+Python changed too during the same hold: that browser change stays behind Python's, in order, as before.
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ class SessionOrderedExecutor(ThreadPoolExecutor):
         return done
 
 
+def _python_changed_it_too(callbacks: DocumentCallbackManager, event: Any) -> bool:
+    """Whether a change Python made to the same property waits in the hold. The browser's change then stays
+    held behind it, as Bokeh has it: both are replayed in order and the browser gets its own text back after
+    Python's, so the page, the model and Python's callbacks all end on the browser's newer text."""
+    model, attr = getattr(event, "model", None), getattr(event, "attr", None)
+    return any(getattr(held, "model", None) is model and getattr(held, "attr", None) == attr
+               for held in list(callbacks._held_events))
+
+
 def dispatch_browser_changes_at_once() -> None:
     """Patch Bokeh so that a change a browser sent is never held (and so never echoed back to it)."""
     held_trigger = DocumentCallbackManager.trigger_on_change
@@ -85,7 +95,8 @@ def dispatch_browser_changes_at_once() -> None:
         return
 
     def trigger_on_change(self: DocumentCallbackManager, event: Any) -> None:
-        if self._hold is None or not isinstance(getattr(event, "setter", None), ServerSession):
+        if (self._hold is None or not isinstance(getattr(event, "setter", None), ServerSession)
+                or _python_changed_it_too(self, event)):
             held_trigger(self, event)
             return
         doc = self._document()

@@ -10,6 +10,7 @@ the same, shared numbers; aggregate them with ``max``, not ``sum``).
     oficina_jobs{kind, status}                                gauge, refreshed on scrape
     oficina_queue_size                                        gauge, refreshed on scrape (-1 = unreachable)
     oficina_metrics_refresh_failures_total{source}           counter (jobs | queue)
+    oficina_gc_frozen_objects                                 gauge: start-up heap kept out of full collections
 """
 
 from __future__ import annotations

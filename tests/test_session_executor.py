@@ -108,7 +108,9 @@ class _Written:
         return iter(())
 
 
-def test_a_browser_change_during_a_hold_is_applied_at_once_and_never_sent_back() -> None:
+def _session() -> tuple[Document, TextInput, Div, ServerSession, _Browser, list[str]]:
+    """A document with a text field and a label, its server session and the one browser connected to it;
+    ``seen`` records what Bokeh's own callbacks hear of the field's text."""
     dispatch_browser_changes_at_once()
     dispatch_browser_changes_at_once()  # idempotent
     doc = Document()
@@ -120,14 +122,39 @@ def test_a_browser_change_during_a_hold_is_applied_at_once_and_never_sent_back()
     session.subscribe(browser)
     seen: list[str] = []
     field.on_change("value_input", lambda _attr, _old, new: seen.append(new))
+    return doc, field, label, session, browser, seen
 
-    doc.hold("combine")  # a pool thread is updating a pane
-    typed = Protocol().create("PATCH-DOC", [ModelChangedEvent(doc, field, "value_input", "0006060")])
-    _run_in_a_thread(session._handle_patch(typed, browser))
-    assert field.value_input == "0006060" and seen == ["0006060"]  # Python heard the key without waiting
-    label.text = "Faltam 13 dígitos"  # the thread's own change stays held for the hold's end
 
+def _typed(session: ServerSession, browser: _Browser, field: TextInput, text: str) -> None:
+    """The browser's patch of the field's text, handled as the server handles it."""
+    patch = Protocol().create("PATCH-DOC", [ModelChangedEvent(session.document, field, "value_input", text)])
+    _run_in_a_thread(session._handle_patch(patch, browser))
+
+
+def _end_hold(session: ServerSession) -> None:
     session._pending_writes = []  # as when the session runs the callback that ends the hold
-    doc.unhold()
+    session.document.unhold()
+
+
+def test_a_browser_change_during_a_hold_is_dispatched_at_once_and_never_sent_back() -> None:
+    doc, field, label, session, browser, seen = _session()
+    doc.hold("combine")  # a pool thread is updating a pane
+    _typed(session, browser, field, "0006060")
+    assert field.value_input == "0006060" and seen == ["0006060"]  # dispatched now, not at the hold's end
+    label.text = "Faltam 13 dígitos"  # the thread's own change stays held for the hold's end
+    _end_hold(session)
     assert [(e.model, e.attr, e.new) for e in browser.sent] == [(label, "text", "Faltam 13 dígitos")]
     assert seen == ["0006060"]
+
+
+def test_a_browser_change_to_a_property_python_changed_in_the_same_hold_stays_behind_it() -> None:
+    doc, field, _label, session, browser, seen = _session()
+    doc.hold("combine")
+    field.value_input = "formatado"  # Python wrote the very field being typed in
+    _typed(session, browser, field, "0006060")
+    assert seen == []  # both wait for the hold's end, in order
+    _end_hold(session)
+    # Replayed in order: the page gets Python's text and then its own newer one, so page, model and callbacks
+    # all end on what was typed.
+    assert [(e.attr, e.new) for e in browser.sent] == [("value_input", "formatado"), ("value_input", "0006060")]
+    assert field.value_input == "0006060" and seen == ["formatado", "0006060"]
