@@ -89,7 +89,8 @@ def _python_changed_it_too(callbacks: DocumentCallbackManager, event: Any) -> bo
 
 
 def dispatch_browser_changes_at_once() -> None:
-    """Patch Bokeh so that a change a browser sent is never held (and so never echoed back to it)."""
+    """Patch Bokeh so that a change a browser sent is not held (and so not echoed back to it), unless Python
+    changed the same property during the same hold."""
     held_trigger = DocumentCallbackManager.trigger_on_change
     if getattr(held_trigger, "dispatches_browser_changes", False):
         return
