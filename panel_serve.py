@@ -6,6 +6,8 @@ keyword arguments for ``pn.serve`` so tests start the very same server on a free
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ def main(*, port: int | None = None, address: str | None = None, num_threads: in
     if num_threads is not None:
         settings = settings.with_overrides(web_threads=num_threads)
     configure_logging(settings)
+    # ``kill -USR1 PID`` writes every thread's stack to stderr: what a stuck page is waiting for, at no cost.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     queue.get_queue(settings)  # the Huey queue from the entry point, ready before the first request
     pages.configure_panel(settings)  # owns the callback thread pool (WEB_THREADS, ordered per session)
     options = build_server_options(settings)

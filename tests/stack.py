@@ -80,6 +80,7 @@ class OficinaStack:
     server_log: Path
     workers: WorkerPool
     blocked: list[str] = field(default_factory=list)
+    server_pid: int = 0
 
     @property
     def base_url(self) -> str:
@@ -132,6 +133,21 @@ class OficinaStack:
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.server_log.read_text(errors="replace")[-chars:] if self.server_log.exists() else ""
+
+    def thread_dump(self, chars: int = 12000) -> str:
+        """Every thread's stack in the server (``SIGUSR1``, see ``panel_serve.main``): for a failure in which
+        the page waits on the server and nothing happens."""
+        if not self.server_pid:
+            return "(no server pid)"
+        size = self.server_log.stat().st_size if self.server_log.exists() else 0
+        try:
+            os.kill(self.server_pid, signal.SIGUSR1)
+        except OSError as exc:
+            return f"(could not signal the server: {exc})"
+        time.sleep(1.0)
+        with open(self.server_log, "rb") as log:
+            log.seek(size)
+            return log.read().decode(errors="replace")[-chars:]
 
 
 def wait_for_app(page: Any, timeout: float = 60_000) -> None:
@@ -188,7 +204,7 @@ def running_stack(directory: Path, redis_url: str, **environ: str) -> Iterator[O
         pool.start(settings, args=("--workers", "2", "--no-periodic"))
         proc, log_path = _start_server(settings, port, directory)
         try:
-            yield OficinaStack(settings=settings, port=port, server_log=log_path, workers=pool)
+            yield OficinaStack(settings=settings, port=port, server_log=log_path, workers=pool, server_pid=proc.pid)
         finally:
             _stop(proc)
             dispose_engines()

@@ -265,3 +265,10 @@ def test_the_server_serves_with_its_start_up_heap_kept_out_of_full_collections(o
     frozen = re.search(r"^oficina_gc_frozen_objects ([0-9.e+]+)$", response.text, re.M)
     assert frozen is not None, "the server does not report its frozen heap"
     assert float(frozen.group(1)) > 100_000
+
+
+def test_the_server_writes_every_thread_stack_on_sigusr1(oficina: OficinaStack) -> None:
+    # Operations (and a failing browser test) can see what a stuck page waits for without stopping the server.
+    dump = oficina.thread_dump()
+    assert "most recent call first" in dump and "panel_serve.py" in dump, dump[-2000:]
+    assert httpx.get(oficina.url("/health"), timeout=10).status_code == 200  # it goes on serving

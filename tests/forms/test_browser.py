@@ -69,7 +69,7 @@ def indicator(page: Any) -> str:
     return page.inner_text(".autosave-indicator")
 
 
-def wait_indicator(page: Any, prefix: str, timeout: float = 20) -> None:
+def wait_indicator(page: Any, prefix: str, timeout: float = 20, stack: FormsStack | None = None) -> None:
     seen: list[str] = []
 
     def check() -> bool:
@@ -79,7 +79,10 @@ def wait_indicator(page: Any, prefix: str, timeout: float = 20) -> None:
     try:
         wait_until(check, timeout=timeout, what=f"indicator {prefix!r}")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; indicator showed {sorted(set(seen))}") from None
+        detail = ""
+        if stack is not None:  # what the server was doing while the page waited
+            detail = f"\n{stack.stack.log_tail()}\nserver threads:\n{stack.stack.thread_dump()}"
+        raise AssertionError(f"{exc}; indicator showed {sorted(set(seen))}{detail}") from None
 
 
 def focused_field(page: Any) -> str | None:
@@ -174,7 +177,7 @@ def test_two_contexts_on_one_draft_get_a_conflict_not_a_silent_overwrite(browser
     page2.fill("[data-field='razao_social'] input", "Versão do tablet")
     wait_until(lambda: forms_stack.draft(user, "novo-conflito").version == 2, what="tablet saved")
     page1.fill("[data-field='razao_social'] input", "Versão do computador")
-    wait_indicator(page1, "Conflito")
+    wait_indicator(page1, "Conflito", stack=forms_stack)
     page1.get_by_text("Conflito: o rascunho foi salvo em outra aba").first.wait_for(timeout=10000)
     time.sleep(0.6)
     stored = forms_stack.draft(user, "novo-conflito")

@@ -54,7 +54,7 @@ def test_upload_map_run_watch_and_download_the_report(
         stack.screenshot(page, "failed-importacoes-preview")
         raise AssertionError(f"no preview after the upload; the page says "
                              f"{page.locator('.ofc-upload-text').inner_text()!r}\nconsole: {console[-20:]}\n"
-                             f"{stack.log_tail()}") from exc
+                             f"{stack.log_tail()}\nserver threads:\n{stack.thread_dump()}") from exc
     assert "Windows-1252" in detected.inner_text() and "ponto e vírgula" in detected.inner_text()
     assert "decimal «,»" in detected.inner_text()
     raw = page.locator(".ofc-imp-raw")
