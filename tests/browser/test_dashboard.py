@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from engine import accounts
 from engine import jobs as job_service
@@ -106,7 +107,9 @@ def test_admin_starts_a_backup_and_sees_it_reach_100_percent_on_the_jobs_page(of
     header = jobs_page.locator(f".ofc-page-header[data-job-id='{job.id}']")
     header.wait_for()
     assert header.get_attribute("data-status") == "succeeded"
-    assert jobs_page.locator(".ofc-progress[data-progress='100']").count() == 1
+    # The header and the body (progress, counters, facts) are two panes updated one after the other: wait for
+    # the body rather than read it the instant the header arrives.
+    expect(jobs_page.locator(".ofc-progress[data-progress='100']")).to_have_count(1)
     assert jobs_page.evaluate("window.__notReloaded === true")
     jobs_page.wait_for_url(oficina.url("/jobs", id=str(job.id)))  # the address names the job shown
     oficina.screenshot(jobs_page, "jobs-detalhe-backup")
