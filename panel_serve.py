@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import faulthandler
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import panel as pn
 
-from dashboard import api, auth, blobs, pages, uploads, web
+from dashboard import api, auth, blobs, pages, session_executor, uploads, web
 from engine import queue
 from engine.logs import configure_logging
 from engine.settings import Settings, get_settings
@@ -42,14 +43,21 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
     )
 
 
+def _describe_documents(_signum: int, _frame: Any) -> None:
+    lines = session_executor.describe_documents()
+    print("open pages:", *lines, sep="\n  ", file=sys.stderr, flush=True)
+
+
 def main(*, port: int | None = None, address: str | None = None, num_threads: int | None = None,
          settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if num_threads is not None:
         settings = settings.with_overrides(web_threads=num_threads)
     configure_logging(settings)
-    # ``kill -USR1 PID`` writes every thread's stack to stderr: what a stuck page is waiting for, at no cost.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # ``kill -USR1 PID`` writes every thread's stack and the state of every open page to stderr: what a page
+    # that seems stuck is waiting for, at no cost and without stopping the server.
+    signal.signal(signal.SIGUSR1, _describe_documents)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
     queue.get_queue(settings)  # the Huey queue from the entry point, ready before the first request
     pages.configure_panel(settings)  # owns the callback thread pool (WEB_THREADS, ordered per session)
     options = build_server_options(settings)

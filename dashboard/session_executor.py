@@ -116,3 +116,18 @@ def dispatch_browser_changes_at_once() -> None:
 
     trigger_on_change.dispatches_browser_changes = True  # type: ignore[attr-defined]
     DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]
+
+
+def describe_documents() -> list[str]:
+    """One line per open page (Bokeh document): whether it is held and how many changes wait in the hold, and
+    whether its browser is connected. A page whose updates never arrive while every thread is idle shows here
+    as a document held with changes waiting (written with the thread dump on ``SIGUSR1``)."""
+    from panel.io.state import state
+
+    documents = {id(doc): doc for _view, _root, doc, _comm in list(state._views.values()) if doc is not None}
+    lines = []
+    for doc in documents.values():
+        callbacks = doc.callbacks
+        lines.append(f"document {id(doc):#x}: hold={callbacks._hold!r} held_events={len(callbacks._held_events)} "
+                     f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)}")
+    return lines

@@ -270,8 +270,14 @@ def test_the_server_serves_with_its_start_up_heap_kept_out_of_full_collections(o
     assert float(frozen.group(1)) > 100_000
 
 
-def test_the_server_writes_every_thread_stack_on_sigusr1(oficina: OficinaStack) -> None:
+def test_the_server_writes_its_threads_and_open_pages_on_sigusr1(oficina: OficinaStack, browser) -> None:  # noqa: ANN001
     # Operations (and a failing browser test) can see what a stuck page waits for without stopping the server.
-    dump = oficina.thread_dump()
+    page = oficina.new_page(browser)
+    oficina.login(page, oficina.user("staff"))
+    try:
+        dump = oficina.thread_dump()
+    finally:
+        page.context.close()
     assert "most recent call first" in dump and "panel_serve.py" in dump, dump[-2000:]
+    assert re.search(r"document 0x[0-9a-f]+: hold=None held_events=0 connected=True", dump), dump[-2000:]
     assert httpx.get(oficina.url("/health"), timeout=10).status_code == 200  # it goes on serving
