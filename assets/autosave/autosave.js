@@ -90,6 +90,8 @@ export function render({ model, el, view }) {
     if (key && local && (upToSeq === undefined || local.seq <= upToSeq)) window.localStorage.removeItem(key);
   }
 
+  function unconfirmed() { return sentSeq > (model.ack_seq || 0); }
+
   function showIndicator() {
     const state = model.save_state;
     let text = "", cls = state || "idle";
@@ -97,7 +99,9 @@ export function render({ model, el, view }) {
       text = "Sem conexão — guardado neste navegador"; cls = "offline";
     } else if (!online()) {
       text = "Sem conexão"; cls = "offline";
-    } else if (state === "saving" || (dirty && state !== "conflict")) {
+    } else if (state === "saving" || (dirty && state !== "conflict") || (state === "saved" && unconfirmed())) {
+      // "Salvo" is the last save's word: what was sent since and not yet stored is still "Salvando…" (the page
+      // may be closed before the server has it).
       text = "Salvando…"; cls = "saving";
     } else if (state === "saved") {
       text = model.saved_at ? `Salvo às ${model.saved_at}` : "Salvo"; cls = "saved";

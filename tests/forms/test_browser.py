@@ -4,6 +4,7 @@ conflicts between two contexts, and the public survey resumed by e-mail."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -220,3 +221,41 @@ def test_public_survey_resumes_by_email_without_login(browser, forms_stack):
     page3 = forms_stack.open(browser, "/pesquisa", None, email=email)
     page3.get_by_text("já foi respondida").first.wait_for(timeout=30000)
     page3.context.close()
+
+
+def test_the_indicator_says_salvo_only_once_the_server_has_the_latest_save(browser, forms_stack):
+    # A page closed while it says "Salvo" must have nothing in flight: hold the page's messages to the server
+    # and the indicator must stay "Salvando…" after the debounce sends the new text, until the server stores it.
+    user = forms_stack.user()
+    held: list[Any] = []
+    holding = {"on": False, "server": None}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        holding["server"] = server
+        server.on_message(ws.send)
+        ws.on_message(lambda message: held.append(message) if holding["on"] else server.send(message))
+
+    page = forms_stack.stack.new_page(browser)
+    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    target = "/formularios?" + urlencode({"form": "clientes", "objeto": "novo-salvo"})
+    forms_stack.stack.login(page, user, next_path=target)
+    if page.url != forms_stack.url(target):
+        page.goto(forms_stack.url(target))
+    page.wait_for_selector("[data-field='razao_social'] input", timeout=60000)
+    page.fill("[data-field='razao_social'] input", "Primeira")
+    wait_indicator(page, "Salvo às")
+
+    holding["on"] = True
+    page.fill("[data-field='razao_social'] input", "Segunda")
+    page.wait_for_timeout(forms_stack.debounce * 1000 + 800)  # the debounce has sent it; the server has not
+    assert held, "the page sent nothing to hold"
+    assert forms_stack.draft(user, "novo-salvo").data["razao_social"] == "Primeira"
+    assert indicator(page).startswith("Salvando"), indicator(page)
+
+    holding["on"] = False
+    for message in held:
+        holding["server"].send(message)
+    wait_indicator(page, "Salvo às")
+    assert forms_stack.draft(user, "novo-salvo").data["razao_social"] == "Segunda"
+    page.context.close()
