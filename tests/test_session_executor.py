@@ -3,7 +3,6 @@ browser sends while a pool thread holds the document is never sent back to it.""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from bokeh.protocol import Protocol
 from bokeh.server.session import ServerSession
 
 from dashboard.session_executor import SessionOrderedExecutor, dispatch_browser_changes_at_once
+from tests.async_support import run_in_own_thread
 
 
 @pytest.fixture
@@ -87,22 +87,6 @@ class _Browser:
         return None
 
 
-def _run_in_a_thread(coroutine: Any) -> None:
-    """``asyncio.run`` on a thread of its own (a browser test may leave Playwright's loop in this thread)."""
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(coroutine)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=10)
-    assert not thread.is_alive() and not failures, failures
-
-
 class _Written:
     def __await__(self) -> Iterator[None]:
         return iter(())
@@ -128,7 +112,7 @@ def _session() -> tuple[Document, TextInput, Div, ServerSession, _Browser, list[
 def _typed(session: ServerSession, browser: _Browser, field: TextInput, text: str) -> None:
     """The browser's patch of the field's text, handled as the server handles it."""
     patch = Protocol().create("PATCH-DOC", [ModelChangedEvent(session.document, field, "value_input", text)])
-    _run_in_a_thread(session._handle_patch(patch, browser))
+    run_in_own_thread(lambda: session._handle_patch(patch, browser))
 
 
 def _end_hold(session: ServerSession) -> None:

@@ -6,30 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
-from typing import Any
 
 import pytest
 
 from dashboard.web import wait_all
-
-
-def run(scenario: Any) -> Any:
-    """``asyncio.run`` in a thread of its own: a browser test in the same worker may have left this thread's
-    event loop running (Playwright's sync API)."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(scenario())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(30)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+from tests.async_support import run_in_own_thread as run
 
 
 def test_a_burst_of_commits_wakes_the_loop_once_and_every_waiter_gets_its_answer() -> None:

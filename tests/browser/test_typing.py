@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.stack import ROOT, free_port
+from tests.stack import ROOT, free_port, wait_until
 
 pytestmark = [pytest.mark.browser]
 
@@ -30,17 +29,16 @@ def typing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen([sys.executable, "-m", "tests.typing_app", str(port)], cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+
+    def up() -> bool:
+        assert proc.poll() is None, f"the typing app exited:\n{log_path.read_text()}"
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"the typing app exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the typing app did not start:\n{log_path.read_text()}"
-            time.sleep(0.2)
+        wait_until(up, timeout=60, interval=0.2, what=f"the typing app (log: {log_path})")
         yield url
     finally:
         proc.terminate()
