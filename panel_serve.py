@@ -44,7 +44,12 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
 
 
 def _describe_documents(_signum: int, _frame: Any) -> None:
-    lines = session_executor.describe_documents()
+    # A signal handler's exception surfaces in whatever the main thread was doing (the event loop) and would
+    # stop the server: whatever goes wrong here is printed instead.
+    try:
+        lines = session_executor.describe_documents()
+    except Exception as exc:  # noqa: BLE001
+        lines = [f"unreadable ({type(exc).__name__}: {exc})"]
     print("open pages:", *lines, sep="\n  ", file=sys.stderr, flush=True)
 
 

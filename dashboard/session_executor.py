@@ -119,15 +119,28 @@ def dispatch_browser_changes_at_once() -> None:
 
 
 def describe_documents() -> list[str]:
-    """One line per open page (Bokeh document): whether it is held and how many changes wait in the hold, and
-    whether its browser is connected. A page whose updates never arrive while every thread is idle shows here
-    as a document held with changes waiting (written with the thread dump on ``SIGUSR1``)."""
+    """One line per open page (Bokeh document): whether it is held and how many changes wait in the hold,
+    whether its browser is connected, and the messages Panel queued for its websocket and has not written.
+    A page whose updates never arrive while every thread is idle shows here as a document held with changes
+    waiting, or with writes queued (written with the thread dump on ``SIGUSR1``). Never raises: a page closed
+    meanwhile (a destroyed document) is listed as such."""
+    from panel.io import document as panel_document
     from panel.io.state import state
 
     documents = {id(doc): doc for _view, _root, doc, _comm in list(state._views.values()) if doc is not None}
     lines = []
     for doc in documents.values():
-        callbacks = doc.callbacks
-        lines.append(f"document {id(doc):#x}: hold={callbacks._hold!r} held_events={len(callbacks._held_events)} "
-                     f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)}")
+        try:
+            if not hasattr(doc, "_roots"):
+                lines.append(f"document {id(doc):#x}: closed")
+                continue
+            callbacks = doc.callbacks
+            queued = sum(len(m) for m in panel_document._WRITE_MSGS.get(doc, {}).values())
+            lines.append(
+                f"document {id(doc):#x}: hold={callbacks._hold!r} held_events={len(callbacks._held_events)} "
+                f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)} "
+                f"write_blocked={doc in panel_document._WRITE_BLOCK} queued_messages={queued} "
+                f"write_tasks={len(panel_document._write_tasks.get(doc, []))}")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not fail on a page it cannot read
+            lines.append(f"document {id(doc):#x}: unreadable ({type(exc).__name__}: {exc})")
     return lines

@@ -17,7 +17,11 @@ from bokeh.models import Div, TextInput
 from bokeh.protocol import Protocol
 from bokeh.server.session import ServerSession
 
-from dashboard.session_executor import SessionOrderedExecutor, dispatch_browser_changes_at_once
+from dashboard.session_executor import (
+    SessionOrderedExecutor,
+    describe_documents,
+    dispatch_browser_changes_at_once,
+)
 from tests.async_support import run_in_own_thread
 
 
@@ -142,3 +146,23 @@ def test_a_browser_change_to_a_property_python_changed_in_the_same_hold_stays_be
     # all end on what was typed.
     assert [(e.attr, e.new) for e in browser.sent] == [("value_input", "formatado"), ("value_input", "0006060")]
     assert field.value_input == "0006060" and seen == ["formatado", "0006060"]
+
+
+def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_raises() -> None:
+    # Panel keeps a closed page's views for a while after it destroyed its document (its roots are gone). The
+    # SIGUSR1 dump reads every view; an exception there would surface in the event loop and stop the server.
+    from panel.io.state import state
+
+    open_doc, closed_doc = Document(), Document()
+    open_doc.add_root(Div(text="aberta"))
+    closed_doc.add_root(Div(text="fechada"))
+    state._views["test-open"] = (None, None, open_doc, None)
+    state._views["test-closed"] = (None, None, closed_doc, None)
+    try:
+        del closed_doc._roots  # what Panel's destroy() does to a closed page's document (panel.io.document)
+        lines = describe_documents()
+    finally:
+        del state._views["test-open"], state._views["test-closed"]
+    assert f"document {id(closed_doc):#x}: closed" in lines
+    assert any(line.startswith(f"document {id(open_doc):#x}: hold=None held_events=0 connected=False roots=1 "
+                               "write_blocked=False queued_messages=0") for line in lines), lines
