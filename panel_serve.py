@@ -46,11 +46,13 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
 def _describe_documents(_signum: int, _frame: Any) -> None:
     # A signal handler's exception surfaces in whatever the main thread was doing (the event loop) and would
     # stop the server: whatever goes wrong here is printed instead.
-    try:
-        lines = session_executor.describe_documents()
-    except Exception as exc:  # noqa: BLE001
-        lines = [f"unreadable ({type(exc).__name__}: {exc})"]
-    print("open pages:", *lines, sep="\n  ", file=sys.stderr, flush=True)
+    for title, describe in (("open pages:", session_executor.describe_documents),
+                            ("event loop tasks:", session_executor.describe_tasks)):
+        try:
+            lines = describe()
+        except Exception as exc:  # noqa: BLE001
+            lines = [f"unreadable ({type(exc).__name__}: {exc})"]
+        print(title, *lines, sep="\n  ", file=sys.stderr, flush=True)
 
 
 def main(*, port: int | None = None, address: str | None = None, num_threads: int | None = None,

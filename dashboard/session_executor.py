@@ -118,6 +118,42 @@ def dispatch_browser_changes_at_once() -> None:
     DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]
 
 
+def _lock_state(lock: Any) -> str:
+    """A Tornado ``locks.Lock``: free, or held with how many coroutines wait for it."""
+    block = getattr(lock, "_block", None)
+    if block is None:
+        return "?"
+    return "free" if block._value > 0 else f"held({len(block._waiters)} waiting)"
+
+
+def _session_locks(doc: Document) -> str:
+    """The Bokeh session's document lock (every scheduled update runs under it) and each connection's write
+    lock: held with coroutines waiting means an update is stuck behind a write or a callback that never ends."""
+    session = getattr(getattr(doc, "session_context", None), "_session", None)
+    if session is None:
+        return ""
+    writes = ",".join(_lock_state(getattr(c._socket, "write_lock", None)) for c in session._subscribed_connections)
+    return f" session_lock={_lock_state(session._lock)} write_locks=[{writes}]"
+
+
+def describe_tasks(limit: int = 40) -> list[str]:
+    """The event loop's pending tasks with the line each one waits on (call on the loop's thread)."""
+    import asyncio
+
+    try:
+        tasks = list(asyncio.all_tasks())
+    except RuntimeError:  # no running loop in this thread
+        return []
+    lines = []
+    for task in tasks[:limit]:
+        stack = task.get_stack(limit=1)
+        where = f"{stack[0].f_code.co_filename.rsplit('/', 2)[-1]}:{stack[0].f_lineno}" if stack else "?"
+        lines.append(f"task {task.get_coro().__qualname__} at {where}")
+    if len(tasks) > limit:
+        lines.append(f"... and {len(tasks) - limit} more tasks")
+    return lines
+
+
 def describe_documents() -> list[str]:
     """One line per open page (Bokeh document): whether it is held and how many changes wait in the hold,
     whether its browser is connected, and the messages Panel queued for its websocket and has not written.
@@ -140,7 +176,7 @@ def describe_documents() -> list[str]:
                 f"document {id(doc):#x}: hold={callbacks._hold!r} held_events={len(callbacks._held_events)} "
                 f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)} "
                 f"write_blocked={doc in panel_document._WRITE_BLOCK} queued_messages={queued} "
-                f"write_tasks={len(panel_document._write_tasks.get(doc, []))}")
+                f"write_tasks={len(panel_document._write_tasks.get(doc, []))}{_session_locks(doc)}")
         except Exception as exc:  # noqa: BLE001 - a diagnostic must not fail on a page it cannot read
             lines.append(f"document {id(doc):#x}: unreadable ({type(exc).__name__}: {exc})")
     return lines

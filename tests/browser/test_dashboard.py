@@ -280,7 +280,7 @@ def test_the_server_writes_its_threads_and_open_pages_on_sigusr1(oficina: Oficin
     page = oficina.new_page(browser)
     oficina.login(page, oficina.user("staff"))
     idle = re.compile(r"document 0x[0-9a-f]+: hold=None held_events=0 connected=True roots=\d+ "
-                      r"write_blocked=False queued_messages=0")
+                      r"write_blocked=False queued_messages=0 write_tasks=0 session_lock=free write_locks=\[free\]")
     dumps: list[str] = []
     try:
         while len(dumps) < 10 and not (dumps and idle.search(dumps[-1])):  # the page settles after login
@@ -289,6 +289,6 @@ def test_the_server_writes_its_threads_and_open_pages_on_sigusr1(oficina: Oficin
         page.context.close()
     for dump in dumps:
         assert "most recent call first" in dump and "panel_serve.py" in dump, dump[-2000:]
-        assert "open pages:" in dump and "Traceback" not in dump, dump[-2000:]
+        assert "open pages:" in dump and "event loop tasks:" in dump and "Traceback" not in dump, dump[-2000:]
     assert idle.search(dumps[-1]), dumps[-1][-2000:]
     assert httpx.get(oficina.url("/health"), timeout=10).status_code == 200  # it goes on serving
