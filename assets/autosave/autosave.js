@@ -52,6 +52,9 @@ export function render({ model, el, view }) {
   root.append(indicator, steps, body, nav);
   el.append(root);
 
+  // This page's own copies are never offered back as if a closed page had left them: the offer below runs
+  // once the page is drawn, and by then a quick user may have saved (and this page written a copy) already.
+  const instance = Math.random().toString(36).slice(2);
   let values = Object.assign({}, model.values || {});
   let step = model.step || 0;
   let seq = 0;              // increases on every local change
@@ -80,7 +83,7 @@ export function render({ model, el, view }) {
     const hidden = sensitive();
     const kept = {};
     for (const [name, value] of Object.entries(values)) { if (!hidden.has(name)) kept[name] = value; }
-    const copy = {values: kept, step, seq, base_version: model.version, saved_at: Date.now()};
+    const copy = {values: kept, step, seq, base_version: model.version, saved_at: Date.now(), page: instance};
     try { window.localStorage.setItem(key, JSON.stringify(copy)); } catch (e) { /* storage full: keep in memory */ }
   }
 
@@ -433,10 +436,10 @@ export function render({ model, el, view }) {
   }
 
   // A copy left by a page closed while offline is offered to the server, which decides (same base version:
-  // applied; otherwise shown as a conflict).
+  // applied; the same values as the draft: dropped; otherwise shown as a conflict).
   function offerLocalCopy() {
     const local = readLocal();
-    if (!local || model.read_only || !online()) return;
+    if (!local || local.page === instance || model.read_only || !online()) return;
     model.send_msg({type: "local_copy", values: local.values || {}, step: local.step || 0,
                     seq: local.seq || 0, base_version: local.base_version || 0});
   }

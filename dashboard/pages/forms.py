@@ -376,9 +376,13 @@ class DraftWizard(param.Parameterized):
         )
 
     def offer_local_copy(self, values: dict[str, Any], *, step: int, seq: int, base_version: Any) -> None:
-        """A copy buffered by a page closed while offline: applied on the same base, else a conflict."""
+        """A copy buffered by a page closed while offline: applied on the same base; dropped when the draft
+        already holds exactly it (saved before the page closed, from here or another tab); else a conflict."""
         c = self.component
         merged = {**self.values, **values}
+        if merged == self.values:
+            c.forget_local_copy()
+            return
         if base_version == c.version:
             self.values = merged
             c.values = merged

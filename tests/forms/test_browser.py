@@ -259,3 +259,53 @@ def test_the_indicator_says_salvo_only_once_the_server_has_the_latest_save(brows
     wait_indicator(page, "Salvo às")
     assert forms_stack.draft(user, "novo-salvo").data["razao_social"] == "Segunda"
     page.context.close()
+
+
+def test_a_save_made_before_the_page_offers_its_local_copy_is_no_conflict_with_itself(browser, forms_stack):
+    # Once drawn, the page offers the server any copy a page closed offline left behind (after 300 ms). A
+    # quick user, or a busy machine, can save before that: the copy kept until that save is acknowledged is
+    # then this page's own, and offering it came back as a conflict with the user's own save. Here the offer
+    # is stretched to 4 s, and the server's answers are held from the moment the save went out, so that the
+    # copy is still there when the offer runs.
+    user = forms_stack.user()
+    held: list[Any] = []
+    link: dict[str, Any] = {"holding": False, "page": None}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        link["page"] = ws
+
+        def from_page(message: Any) -> None:
+            server.send(message)
+            if isinstance(message, str) and "Rápida" in message:
+                link["holding"] = True
+
+        server.on_message(lambda message: held.append(message) if link["holding"] else ws.send(message))
+        ws.on_message(from_page)
+
+    page = forms_stack.stack.new_page(browser)
+    page.add_init_script("""(() => { const later = window.setTimeout;
+        window.setTimeout = (fn, ms, ...rest) => later(fn, fn && fn.name === "offerLocalCopy" ? 4000 : ms, ...rest);
+    })();""")
+    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    target = "/formularios?" + urlencode({"form": "clientes", "objeto": "novo-rapido"})
+    forms_stack.stack.login(page, user, next_path=target)
+    if page.url != forms_stack.url(target):
+        page.goto(forms_stack.url(target))
+    page.wait_for_selector("[data-field='razao_social'] input", timeout=60000)
+    page.fill("[data-field='razao_social'] input", "Rápida")
+    # The routes run only while this thread is inside a Playwright call: poll the store between short waits.
+    wait_until(lambda: page.wait_for_timeout(50) or ((d := forms_stack.draft(user, "novo-rapido")) and d.version),
+               what="the first save")
+    assert local_copies(page), "the page keeps no copy while its save is unacknowledged"
+    page.wait_for_timeout(4500)  # the offer has run meanwhile
+    link["holding"] = False
+    for message in held:
+        link["page"].send(message)
+    wait_indicator(page, "Salvo às")
+    page.wait_for_timeout(1000)  # an answer to an offer would be here by now
+    assert page.get_by_text("mudou depois").count() == 0, "the page's own save came back as a conflict"
+    assert indicator(page).startswith("Salvo às"), indicator(page)
+    draft = forms_stack.draft(user, "novo-rapido")
+    assert draft.version == 1 and draft.data == {"razao_social": "Rápida"}
+    page.context.close()

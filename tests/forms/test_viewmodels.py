@@ -90,6 +90,19 @@ def test_local_copy_on_the_same_base_is_applied_else_conflict(draft_settings, us
     assert w.conflict is not None and w.component.save_state == "conflict"
 
 
+def test_a_local_copy_the_draft_already_holds_is_dropped_not_a_conflict(draft_settings, users, store):
+    # The copy a page keeps until its save is acknowledged, offered after that save landed (version 1 now,
+    # the copy's base 0): nothing in it is new, so there is nothing to choose.
+    author = users["autor"]
+    w = wizard(draft_settings, author)
+    w.queue_save({"razao_social": "Salva", "cidade": "Recife"}, step=1, seq=2)
+    forgotten: list[bool] = []
+    w.component.forget_local_copy = lambda: forgotten.append(True)  # the message to the page
+    w.offer_local_copy({"razao_social": "Salva", "cidade": "Recife"}, step=1, seq=2, base_version=0)
+    assert w.conflict is None and w.component.save_state == "saved" and forgotten == [True]
+    assert stored(draft_settings, author).version == 1
+
+
 def test_submit_creates_the_record_and_locks_the_form(draft_settings, users, store):
     author = users["autor"]
     w = wizard(draft_settings, author)
