@@ -73,6 +73,7 @@ def main(*, port: int | None = None, address: str | None = None, num_threads: in
     if address not in {"127.0.0.1", "localhost"} and not settings.allowed_origins:
         raise SystemExit("ALLOWED_ORIGINS must list the public host when binding beyond localhost")
     server = pn.serve(port=port, address=address, start=False, **options)
+    session_executor.serve_on(server.io_loop.asyncio_loop)  # pool threads hand held changes to this loop
     web.settle_heap()  # the heap built so far lives as long as the process: keep full collections short
     print(f"Oficina em http://{'localhost' if address in {'127.0.0.1', '0.0.0.0'} else address}:{port}")
     server.start()

@@ -13,10 +13,18 @@ longer recognised as that browser's, so it is sent back to it: a text field gets
 keystrokes ago and the keys typed since are lost. Changes that come from a browser are dispatched as they
 arrive, as Bokeh does when nothing holds the document, so they are not echoed. The exception is a property
 Python changed too during the same hold: that browser change stays behind Python's, in order, as before.
+
+The same patch hands a pool thread's changes to a held document to the event loop (``serve_on``). Bokeh adds a
+held change to the hold's list, and ending a hold copies that list and then replaces it with an empty one; a
+pool thread goes on changing the page right after its hold (Panel releases it on the loop's next turn), so a
+change it added between the copy and the replacement was dropped. Those were pane updates (each is a callback
+the session must schedule): a page stayed on "Lendo o arquivo…" for good while every thread was idle. On the
+loop's own thread, adding to the list and ending a hold never overlap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +33,7 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.document.callbacks import DocumentCallbackManager, invoke_with_curdoc
+from bokeh.document.events import SessionCallbackAdded, SessionCallbackRemoved
 from bokeh.server.session import ServerSession
 
 
@@ -88,23 +97,34 @@ def _python_changed_it_too(callbacks: DocumentCallbackManager, event: Any) -> bo
                for held in list(callbacks._held_events))
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None  # the server's event loop: the thread that owns the documents
+
+
+def serve_on(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Name the event loop whose thread owns the server's documents (``panel_serve`` does, once built)."""
+    global _LOOP
+    _LOOP = loop
+
+
+def _off_the_loop(doc: Document) -> bool:
+    if _LOOP is None or doc.session_context is None:
+        return False
+    try:
+        return asyncio.get_running_loop() is not _LOOP
+    except RuntimeError:  # no loop runs in this thread: a pool thread
+        return True
+
+
 def dispatch_browser_changes_at_once() -> None:
     """Patch Bokeh so that a change a browser sent is not held (and so not echoed back to it), unless Python
-    changed the same property during the same hold."""
+    changed the same property during the same hold; and so that a pool thread's change to a held document is
+    added to the hold by the event loop's thread, never beside it (see the module docstring)."""
     held_trigger = DocumentCallbackManager.trigger_on_change
     if getattr(held_trigger, "dispatches_browser_changes", False):
         return
 
-    def trigger_on_change(self: DocumentCallbackManager, event: Any) -> None:
-        if (self._hold is None or not isinstance(getattr(event, "setter", None), ServerSession)
-                or _python_changed_it_too(self, event)):
-            held_trigger(self, event)
-            return
-        doc = self._document()
-        if doc is None:
-            return
-        # What Bokeh does for an event when nothing holds the document: the session is still applying the
-        # browser's patch, so it knows which connection sent it and does not send it back there.
+    def dispatch(self: DocumentCallbackManager, doc: Document, event: Any) -> None:
+        # What Bokeh does for an event when nothing holds the document.
         if event.callback_invoker is not None:
             invoke_with_curdoc(doc, event.callback_invoker)
 
@@ -113,6 +133,41 @@ def dispatch_browser_changes_at_once() -> None:
                 callback(event)
 
         invoke_with_curdoc(doc, invoke_callbacks)
+
+    def arrive_on_loop(self: DocumentCallbackManager, event: Any) -> None:
+        doc = self._document()
+        if doc is None:
+            return
+        if self._hold is not None or isinstance(event, SessionCallbackAdded | SessionCallbackRemoved):
+            trigger_on_change(self, event)
+            return
+        # The hold ended before the change got here: a change of the page reaches the session inside a
+        # callback that holds the document's lock, as it does at the end of a hold.
+        try:
+            doc.add_next_tick_callback(partial(trigger_on_change, self, event))
+        except RuntimeError:  # the session was closed meanwhile: nobody is left to tell
+            return
+
+    def trigger_on_change(self: DocumentCallbackManager, event: Any) -> None:
+        if self._hold is None:
+            held_trigger(self, event)
+            return
+        doc = self._document()
+        if doc is None:
+            return
+        loop = _LOOP
+        if loop is not None and _off_the_loop(doc):
+            try:
+                loop.call_soon_threadsafe(arrive_on_loop, self, event)
+                return
+            except RuntimeError:  # the loop is closed (the server stops): as Bokeh would
+                pass
+        if isinstance(getattr(event, "setter", None), ServerSession) and not _python_changed_it_too(self, event):
+            # The session is still applying the browser's patch, so it knows which connection sent it and does
+            # not send it back there.
+            dispatch(self, doc, event)
+            return
+        held_trigger(self, event)
 
     trigger_on_change.dispatches_browser_changes = True  # type: ignore[attr-defined]
     DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]

@@ -3,6 +3,7 @@ browser sends while a pool thread holds the document is never sent back to it.""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from dashboard.session_executor import (
     SessionOrderedExecutor,
     describe_documents,
     dispatch_browser_changes_at_once,
+    serve_on,
 )
 from tests.async_support import run_in_own_thread
 
@@ -166,3 +168,63 @@ def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_rais
     assert f"document {id(closed_doc):#x}: closed" in lines
     assert any(line.startswith(f"document {id(open_doc):#x}: hold=None held_events=0 connected=False roots=1 "
                                "write_blocked=False queued_messages=0") for line in lines), lines
+
+
+class _ScannedSlowly(list):
+    """The list of a hold's changes. Bokeh scans it backwards for a change to merge with before it adds a new
+    one; with a page's worth of changes held that scan takes a while. Here it lasts until the hold has ended."""
+
+    def __init__(self, scanning: threading.Event, ended: threading.Event) -> None:
+        super().__init__()
+        self.scanning, self.ended = scanning, ended
+
+    def __reversed__(self) -> Iterator[Any]:
+        self.scanning.set()
+        self.ended.wait(2)
+        return super().__reversed__()
+
+
+def test_a_pool_threads_change_is_not_lost_while_the_loop_ends_the_hold() -> None:
+    # Panel ends a pool thread's hold on the loop's next turn, while the thread goes on updating the page. A
+    # change the thread was adding as the loop ended the hold went into the list the loop had just taken and
+    # replaced: lost, and the pane it would have updated never changed (the page stayed on "Lendo o arquivo…").
+    import weakref
+
+    from tornado.ioloop import IOLoop
+
+    dispatch_browser_changes_at_once()
+    go, ended, ran = threading.Event(), threading.Event(), threading.Event()
+
+    class _Context:  # what makes the document a server session's (only looked up, never used here)
+        pass
+
+    async def server() -> None:
+        serve_on(asyncio.get_running_loop())
+        doc = Document()
+        doc.add_root(Div(text=""))
+        session = ServerSession(ID("s"), doc, io_loop=IOLoop.current())
+        context = _Context()
+        doc._session_context = weakref.ref(context)
+        doc.hold("combine")  # a pool thread updated a pane; its hold ends on this loop
+        doc.callbacks._held_events = _ScannedSlowly(go, ended)
+
+        def pool_thread() -> None:
+            doc.add_next_tick_callback(ran.set)  # the thread's next pane update, for the loop to run
+            go.set()
+
+        threading.Thread(target=pool_thread).start()
+        go.wait(2)  # the thread is adding its change (or has handed it over)
+        doc.unhold()
+        ended.set()
+        for _ in range(100):
+            if ran.is_set():
+                break
+            await asyncio.sleep(0.02)
+        session.destroy()
+        del context
+
+    try:
+        run_in_own_thread(server)
+    finally:
+        serve_on(None)
+    assert go.is_set() and ran.is_set(), "the update scheduled while the hold ended was lost"

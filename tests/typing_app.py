@@ -14,6 +14,7 @@ import panel as pn
 import panel_material_ui as pmui
 from panel.io.document import hold
 
+from dashboard import session_executor
 from dashboard.pages import configure_panel
 from engine.settings import Settings
 
@@ -35,8 +36,11 @@ def app() -> Any:
 
 def main(port: int) -> None:
     configure_panel(Settings.from_environ({"WEB_THREADS": "4"}))
-    pn.serve({"/": app}, port=port, address="127.0.0.1", show=False, threaded=False, start=True,
-             websocket_origin=[f"127.0.0.1:{port}"], title="typing")
+    server = pn.serve({"/": app}, port=port, address="127.0.0.1", show=False, threaded=False, start=False,
+                      websocket_origin=[f"127.0.0.1:{port}"], title="typing")
+    session_executor.serve_on(server.io_loop.asyncio_loop)  # as panel_serve does
+    server.start()
+    server.io_loop.start()
 
 
 if __name__ == "__main__":
