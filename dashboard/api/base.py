@@ -47,7 +47,7 @@ from dashboard.web import (
 )
 from engine import audit
 from engine.accounts import cached_user_for_token, user_for_token
-from engine.db import session_scope
+from engine.db import get_engine, session_scope
 from engine.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -341,10 +341,33 @@ class Call:
         return self._session
 
     @property
+    def session_on_demand(self) -> Session:
+        """``session`` for work that may need no database at all (a draft kept in Redis, audited by the group
+        writer): opened on first use, not before; see ``SessionOnDemand``."""
+        return self._session if self._session is not None else SessionOnDemand(self)  # type: ignore[return-value]
+
+    @property
     def actor(self) -> User:
         if self.user is None:
             raise AuthenticationFailed("Este endpoint exige um usuário autenticado.")
         return self.user
+
+
+class SessionOnDemand:
+    """Stands for the call's session until something uses it, which then opens it (``Call.session``: committed
+    with the call). ``get_bind()`` names the database without opening one. A save that only touches Redis
+    then costs no session at all (bench/drafts.py: with the Prometheus series cached too, about 60 us less
+    server CPU per save)."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        opened = self._call._session
+        return opened.get_bind(*args, **kwargs) if opened is not None else get_engine(self._call.settings)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call.session, name)
 
 
 @dataclass

@@ -342,7 +342,7 @@ def save_draft(call: Call) -> dict[str, Any]:
     ip, user_agent = _client(call)
     payload = {k: v for k, v in body["payload"].items() if k in ("data", "step", "schema_version")}
     state = drafts.save_draft(
-        call.session,
+        call.session_on_demand,
         actor=call.actor,
         form_slug=body["form_slug"],
         object_id=body["object_id"],
@@ -373,7 +373,7 @@ def save_draft(call: Call) -> dict[str, Any]:
 def load_draft(call: Call) -> dict[str, Any]:
     p = call.params
     state = drafts.load_draft(
-        call.session,
+        call.session_on_demand,
         actor=call.actor,
         form_slug=p["form_slug"],
         object_id=p["object_id"],

@@ -301,3 +301,38 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
         monkeypatch.setattr(audit, "_copy_rows", copy_rows)
         loaded = api.get("/api/v1/drafts/load", params=Q).json()
         assert loaded["payload"]["data"]["razao_social"] == "Sem auditoria"
+
+
+def test_a_save_touches_the_database_only_for_what_it_writes_there(server, store, monkeypatch):
+    """A save kept in Redis whose audit row goes through the group writer needs no session of its own (opening
+    and closing one is a measurable share of the save); one that writes a durable version, or the database
+    store, opens one and commits in it."""
+    from sqlalchemy import func, select
+
+    import dashboard.api.base as api_base
+    from engine.db import session_scope
+    from engine.models import AuditEvent
+    from engine.models.drafts import DraftVersion
+
+    api = server.client(server.token_for("ana@oficina.test", role="staff"))
+    # The first save writes a durable version ("first") and looks the token up: both in the database.
+    assert api.post("/api/v1/drafts/save", json=body({"razao_social": "Um"}, version=0)).status_code == 200
+    opened: list[int] = []
+    real = api_base.session_scope
+
+    def counted(*args, **kwargs):
+        opened.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api_base, "session_scope", counted)
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Dois"}, version=1))
+    assert r.status_code == 200, r.text
+    assert len(opened) == (1 if store.in_session else 0)
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Três"}, version=2, step=1))  # a new step
+    assert r.status_code == 200, r.text
+    assert len(opened) == (2 if store.in_session else 1)
+    with session_scope(server.settings) as s:
+        versions = s.scalar(select(func.count()).select_from(DraftVersion))
+        saves = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save")).all()
+    assert versions == 2  # the first save's and the step change's
+    assert sorted(e.after["version"] for e in saves) == [1, 2, 3]
