@@ -119,6 +119,9 @@ export function render({ model, el, view }) {
     }
     indicator.textContent = text;
     indicator.dataset.state = cls;
+    // What the words were chosen from (read by tests and by whoever inspects a stuck page).
+    indicator.dataset.basis = JSON.stringify({save_state: state || "", dirty, seq, sent: sentSeq,
+                                              ack: model.ack_seq || 0, online: online(), version: model.version});
   }
 
   function send(kind) {

@@ -83,7 +83,8 @@ def wait_indicator(page: Any, prefix: str, timeout: float = 20, stack: FormsStac
         detail = ""
         if stack is not None:  # what the server was doing while the page waited
             detail = f"\n{stack.stack.log_tail()}\nserver threads:\n{stack.stack.thread_dump()}"
-        raise AssertionError(f"{exc}; indicator showed {sorted(set(seen))}{detail}") from None
+        basis = page.get_attribute(".autosave-indicator", "data-basis")
+        raise AssertionError(f"{exc}; indicator showed {sorted(set(seen))} from {basis}{detail}") from None
 
 
 def focused_field(page: Any) -> str | None:
@@ -189,7 +190,7 @@ def test_two_contexts_on_one_draft_get_a_conflict_not_a_silent_overwrite(browser
         lambda: (d := forms_stack.draft(user, "novo-conflito")) and d.version == 3 and d, what="merged save"
     )
     assert merged.data["razao_social"] == "Versão do computador"
-    wait_indicator(page1, "Salvo às")
+    wait_indicator(page1, "Salvo às", stack=forms_stack)
     page1.context.close()
     page2.context.close()
 
