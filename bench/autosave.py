@@ -38,7 +38,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TARGET_EXTRA_MS = 300.0
 
@@ -50,18 +49,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
-    from sqlalchemy import create_engine, text
 
     from engine.draft_stores import DraftKey, get_store
+    from tests.databases import throwaway_database
     from tests.stack import CHROMIUM, CHROMIUM_ARGS, running_stack
 
-    name = f"oficina_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with throwaway_database("oficina_bench") as database_url:
         with tempfile.TemporaryDirectory() as tmp, running_stack(
-            Path(tmp), REDIS_URL, DATABASE_URL=PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
+            Path(tmp), REDIS_URL, DATABASE_URL=database_url,
             CHECKPOINT_STORAGE="redis", REDIS_URL=REDIS_URL, AUTOSAVE_DEBOUNCE_MS=str(args.debounce_ms),
             CHECKPOINT_RATE_LIMIT_PER_MINUTE="100000",
         ) as stack, sync_playwright() as p:
@@ -71,10 +66,6 @@ def main() -> None:
                                   key_for=DraftKey)
             finally:
                 browser.close()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     report(figures, debounce_ms=args.debounce_ms)
 
 

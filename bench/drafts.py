@@ -35,12 +35,12 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 PAYLOAD_DATA = {
@@ -229,20 +229,18 @@ def main() -> None:
         return
 
     import redis
-    from sqlalchemy import create_engine, text
 
     from engine import accounts
     from engine.db import dispose_engines, session_scope
     from engine.migrate import upgrade
     from engine.security import SYSTEM
     from engine.settings import Settings
+    from tests.databases import throwaway_database
 
-    name = f"oficina_bench_{uuid.uuid4().hex[:8]}"
     queue_name = f"bench{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = ExitStack()
+    db_url = database.enter_context(throwaway_database("oficina_bench"))
+    name = db_url.rsplit("/", 1)[1]
     env = {
         "OFICINA_ENV": "test",
         "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
@@ -342,9 +340,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
         dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        database.close()
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"oficina:{queue_name}:*", count=1000))
         if keys:

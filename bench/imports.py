@@ -29,20 +29,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from engine.db import dispose_engines, get_engine  # noqa: E402
 from engine.imports import ImportOptions, run_import  # noqa: E402
 from engine.migrate import upgrade  # noqa: E402
 from engine.security import SYSTEM  # noqa: E402
 from engine.settings import Settings, set_settings  # noqa: E402
+from tests.databases import throwaway_database  # noqa: E402
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 PSQL = "/usr/bin/psql"
@@ -249,11 +250,9 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="oficina-bench-imports-"))
-    name = f"oficina_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(f"{args.pg}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"{args.pg}/{name}"
+    database = ExitStack()
+    url = database.enter_context(throwaway_database("oficina_bench", admin_url=f"{args.pg}/postgres"))
+    name = url.rsplit("/", 1)[1]
     try:
         settings = make_settings(workdir / "var", url)
         csv_path = workdir / "leituras.csv"
@@ -346,9 +345,7 @@ def main() -> None:
             )
     finally:
         dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        database.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -9,23 +9,22 @@ runs can share one server.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from engine import queue as queue_port
 from engine.db import dispose_engines, get_engine
 from engine.migrate import upgrade
 from engine.models import Base
 from engine.settings import Settings, set_settings
+from tests.databases import PG_ADMIN_URL, throwaway_database
 
 # The running server, worker and Chromium of the browser tests (fixtures ``oficina`` and ``browser``).
 pytest_plugins = ["tests.stack"]
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -40,20 +39,17 @@ def base_environ(data_dir: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated, dropped at the end."""
-    name = f"oficina_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    database = throwaway_database("oficina_test")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = database.__enter__()
     except Exception as exc:  # pragma: no cover - depends on the machine
         pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {exc}", pytrace=False)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(Settings.from_environ(base_environ(Path("/tmp"), DATABASE_URL=url)))
-    yield url
-    dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        upgrade(Settings.from_environ(base_environ(Path("/tmp"), DATABASE_URL=url)))
+        yield url
+        dispose_engines()
+    finally:
+        database.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

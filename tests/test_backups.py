@@ -21,7 +21,7 @@ from engine.queue import RecordingQueue
 from engine.security import SYSTEM
 from engine.settings import Settings
 from engine.storage import LocalBlobStorage, get_storage
-from tests.conftest import PG_ADMIN_URL
+from tests.databases import PG_ADMIN_URL, throwaway_database
 
 
 def seed(settings: Settings) -> dict[str, int]:
@@ -64,16 +64,8 @@ def scratch_database(settings: Settings, tmp_path: Path) -> Iterator[str]:
     if not settings.is_postgres:
         yield f"sqlite:///{tmp_path / f'scratch-{uuid.uuid4().hex[:6]}.sqlite3'}"
         return
-    name = f"oficina_restore_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("oficina_restore") as url:
+        yield url
 
 
 def backup_file(settings: Settings, backup: Backup) -> Path:
