@@ -14,12 +14,18 @@ keystrokes ago and the keys typed since are lost. Changes that come from a brows
 arrive, as Bokeh does when nothing holds the document, so they are not echoed. The exception is a property
 Python changed too during the same hold: that browser change stays behind Python's, in order, as before.
 
-The same patch hands a pool thread's changes to a held document to the event loop (``serve_on``). Bokeh adds a
-held change to the hold's list, and ending a hold copies that list and then replaces it with an empty one; a
-pool thread goes on changing the page right after its hold (Panel releases it on the loop's next turn), so a
-change it added between the copy and the replacement was dropped. Those were pane updates (each is a callback
-the session must schedule): a page stayed on "Lendo o arquivo…" for good while every thread was idle. On the
-loop's own thread, adding to the list and ending a hold never overlap.
+The same patch hands every change a pool thread makes to a server document to the event loop (``serve_on``),
+in the order the thread made them. A pool thread's changes are pane updates: callbacks the session schedules on
+the loop. Made beside the loop they went wrong in two ways while the loop ended a hold (Panel ends a thread's
+hold on the loop's next turn, and the thread goes on updating the page):
+
+* lost: Bokeh adds a held change to the hold's list, and ending a hold copies that list and then replaces it;
+  a change added between the two was dropped (a page stayed on "Lendo o arquivo…" with every thread idle);
+* out of order: ending a hold releases it before it replays the held changes, so a change made meanwhile was
+  scheduled before earlier held ones (the autosave indicator ended on "Salvando…" after "Salvo").
+
+On the loop, a callback a thread scheduled is registered at once, in order; any other change joins the hold, or,
+when there is none, is applied in a callback that holds the document's lock.
 """
 
 from __future__ import annotations
@@ -117,8 +123,8 @@ def _off_the_loop(doc: Document) -> bool:
 
 def dispatch_browser_changes_at_once() -> None:
     """Patch Bokeh so that a change a browser sent is not held (and so not echoed back to it), unless Python
-    changed the same property during the same hold; and so that a pool thread's change to a held document is
-    added to the hold by the event loop's thread, never beside it (see the module docstring)."""
+    changed the same property during the same hold; and so that a pool thread's changes to a server document
+    reach it through the event loop, in order (see the module docstring)."""
     held_trigger = DocumentCallbackManager.trigger_on_change
     if getattr(held_trigger, "dispatches_browser_changes", False):
         return
@@ -138,20 +144,22 @@ def dispatch_browser_changes_at_once() -> None:
         doc = self._document()
         if doc is None:
             return
-        if self._hold is not None or isinstance(event, SessionCallbackAdded | SessionCallbackRemoved):
-            trigger_on_change(self, event)
+        if isinstance(event, SessionCallbackAdded | SessionCallbackRemoved):
+            # A callback scheduled (or dropped) by a pool thread, in the order the thread did it: registered
+            # now, never held (Panel releases a thread's hold with one of these).
+            dispatch(self, doc, event)
             return
-        # The hold ended before the change got here: a change of the page reaches the session inside a
-        # callback that holds the document's lock, as it does at the end of a hold.
+        if self._hold is not None:
+            held_trigger(self, event)
+            return
+        # A change of the page reaches the session inside a callback that holds the document's lock, as it
+        # does at the end of a hold.
         try:
             doc.add_next_tick_callback(partial(trigger_on_change, self, event))
         except RuntimeError:  # the session was closed meanwhile: nobody is left to tell
             return
 
     def trigger_on_change(self: DocumentCallbackManager, event: Any) -> None:
-        if self._hold is None:
-            held_trigger(self, event)
-            return
         doc = self._document()
         if doc is None:
             return
@@ -162,7 +170,8 @@ def dispatch_browser_changes_at_once() -> None:
                 return
             except RuntimeError:  # the loop is closed (the server stops): as Bokeh would
                 pass
-        if isinstance(getattr(event, "setter", None), ServerSession) and not _python_changed_it_too(self, event):
+        if (self._hold is not None and isinstance(getattr(event, "setter", None), ServerSession)
+                and not _python_changed_it_too(self, event)):
             # The session is still applying the browser's patch, so it knows which connection sent it and does
             # not send it back there.
             dispatch(self, doc, event)

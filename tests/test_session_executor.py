@@ -228,3 +228,65 @@ def test_a_pool_threads_change_is_not_lost_while_the_loop_ends_the_hold() -> Non
     finally:
         serve_on(None)
     assert go.is_set() and ran.is_set(), "the update scheduled while the hold ended was lost"
+
+
+class _ReplayedSlowly(list):
+    """The held changes as the hold's end copies them to replay them, slowly: the hold is already released, and
+    a pool thread schedules another update meanwhile."""
+
+    def __init__(self, held: list[Any], copying: threading.Event, scheduled: threading.Event) -> None:
+        super().__init__(held)
+        self.copying, self.scheduled = copying, scheduled
+
+    def __iter__(self) -> Iterator[Any]:
+        items = list(super().__iter__())
+        self.copying.set()
+        self.scheduled.wait(2)
+        return iter(items)
+
+
+def test_updates_run_in_the_order_they_were_made_when_one_comes_as_the_hold_ends() -> None:
+    # Bokeh releases a hold before it replays the held changes: an update a pool thread scheduled in between ran
+    # before the held, earlier one (the indicator got "Salvo" and then the older "Salvando…", for good).
+    import weakref
+
+    from tornado.ioloop import IOLoop
+
+    dispatch_browser_changes_at_once()
+    copying, scheduled = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    class _Context:  # what makes the document a server session's (only looked up, never used here)
+        pass
+
+    async def server() -> None:
+        serve_on(asyncio.get_running_loop())
+        doc = Document()
+        doc.add_root(Div(text=""))
+        session = ServerSession(ID("s"), doc, io_loop=IOLoop.current())
+        context = _Context()
+        doc._session_context = weakref.ref(context)
+        doc.hold("combine")
+        doc.add_next_tick_callback(lambda: order.append("saving"))  # held: the first update
+        doc.callbacks._held_events = _ReplayedSlowly(doc.callbacks._held_events, copying, scheduled)
+
+        def pool_thread() -> None:
+            copying.wait(2)
+            doc.add_next_tick_callback(lambda: order.append("saved"))  # the next one, as the hold ends
+            scheduled.set()
+
+        threading.Thread(target=pool_thread).start()
+        doc.unhold()
+        for _ in range(100):
+            if len(order) == 2:
+                break
+            await asyncio.sleep(0.02)
+        session.destroy()
+        del context
+
+    try:
+        run_in_own_thread(server)
+    finally:
+        serve_on(None)
+    assert copying.is_set() and scheduled.is_set()
+    assert order == ["saving", "saved"]
