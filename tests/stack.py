@@ -150,6 +150,21 @@ class OficinaStack:
             return log.read().decode(errors="replace")[-chars:]
 
 
+def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000,
+                     console: list[str] | None = None) -> Any:
+    """The import page's "how the file was read" line, once the preview after an upload is shown; failing, say
+    what the page and the server saw (screenshot, the upload component's text, the server's log and dump)."""
+    detected = page.locator(".ofc-imp-detected")
+    try:
+        detected.wait_for(timeout=timeout)
+    except Exception as exc:
+        stack.screenshot(page, "failed-importacoes-preview")
+        raise AssertionError(f"no preview after the upload; the page says "
+                             f"{page.locator('.ofc-upload-text').inner_text()!r}\nconsole: {(console or [])[-20:]}\n"
+                             f"{stack.log_tail()}\nserver threads:\n{stack.thread_dump()}") from exc
+    return detected
+
+
 def wait_for_app(page: Any, timeout: float = 60_000) -> None:
     """Wait until the Panel page is rendered (the template's navigation or main content is in the DOM)."""
     page.wait_for_selector(".ofc-page-header, .ofc-refusal", timeout=timeout)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.imports.conftest import leituras_rows
-from tests.stack import OficinaStack, running_stack, wait_for_app
+from tests.stack import OficinaStack, running_stack, wait_for_app, wait_for_preview
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-browser")]
 
@@ -47,14 +47,7 @@ def test_upload_map_run_watch_and_download_the_report(
     wait_for_app(page)
     page.locator(".ofc-upload-input").set_input_files(str(source))
 
-    detected = page.locator(".ofc-imp-detected")
-    try:
-        detected.wait_for(timeout=60_000)
-    except Exception as exc:  # say what the page and the server saw
-        stack.screenshot(page, "failed-importacoes-preview")
-        raise AssertionError(f"no preview after the upload; the page says "
-                             f"{page.locator('.ofc-upload-text').inner_text()!r}\nconsole: {console[-20:]}\n"
-                             f"{stack.log_tail()}\nserver threads:\n{stack.thread_dump()}") from exc
+    detected = wait_for_preview(stack, page, console=console)
     assert "Windows-1252" in detected.inner_text() and "ponto e vírgula" in detected.inner_text()
     assert "decimal «,»" in detected.inner_text()
     raw = page.locator(".ofc-imp-raw")

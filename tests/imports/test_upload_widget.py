@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack import OficinaStack, running_stack, wait_for_app
+from tests.stack import OficinaStack, running_stack, wait_for_app, wait_for_preview
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-upload-widget")]
 
@@ -50,8 +50,7 @@ def test_a_dropped_file_is_uploaded_and_previewed(stack: OficinaStack, browser: 
     assert page.get_by_text("Nenhum arquivo escolhido.").is_visible()
     zone.evaluate(DROP, [CSV, "soltas.csv"])  # the locator reaches into the component's shadow root
     page.get_by_text("soltas.csv enviado").wait_for(timeout=30_000)
-    detected = page.locator(".ofc-imp-detected")
-    detected.wait_for(timeout=60_000)
+    detected = wait_for_preview(stack, page)
     assert "ponto e vírgula" in detected.inner_text()
     assert "S-02" in page.locator(".ofc-imp-raw").inner_text()
 
@@ -105,7 +104,7 @@ def test_the_news_of_an_upload_goes_again_when_the_connection_loses_it(stack: Of
     assert seen["messages"] > 0  # the page's messages do go through the route
     log_start = len(stack.server_log.read_text(errors="replace"))
     page.locator(".ofc-upload-zone").evaluate(DROP, [CSV, "perdida.csv"])
-    page.locator(".ofc-imp-detected").wait_for(timeout=30_000)  # the page sent the news again
+    wait_for_preview(stack, page, timeout=30_000)  # the page sent the news again
     assert seen["dropped"] == 1
     assert "S-02" in page.locator(".ofc-imp-raw").inner_text()
     time.sleep(3)  # past the page's next resend, had it not seen the acknowledgement
