@@ -4,9 +4,11 @@ browser sends while a pool thread holds the document is never sent back to it.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -170,6 +172,37 @@ def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_rais
                                "write_blocked=False queued_messages=0") for line in lines), lines
 
 
+class _Context:  # what makes a document a server session's (only looked up, never used here)
+    pass
+
+
+@contextlib.asynccontextmanager
+async def _server_document() -> AsyncIterator[Document]:
+    """A document of a Bokeh server session on the running event loop, named to the patch as the server's loop
+    (``serve_on``), as ``panel_serve`` does."""
+    from tornado.ioloop import IOLoop
+
+    dispatch_browser_changes_at_once()
+    serve_on(asyncio.get_running_loop())
+    doc = Document()
+    doc.add_root(Div(text=""))
+    session = ServerSession(ID("s"), doc, io_loop=IOLoop.current())
+    context = _Context()
+    doc._session_context = weakref.ref(context)
+    try:
+        yield doc
+    finally:
+        session.destroy()
+        serve_on(None)
+
+
+async def _until(done: Callable[[], bool], seconds: float = 2) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if done():
+            return
+        await asyncio.sleep(0.02)
+
+
 class _ScannedSlowly(list):
     """The list of a hold's changes. Bokeh scans it backwards for a change to merge with before it adds a new
     one; with a page's worth of changes held that scan takes a while. Here it lasts until the hold has ended."""
@@ -188,45 +221,24 @@ def test_a_pool_threads_change_is_not_lost_while_the_loop_ends_the_hold() -> Non
     # Panel ends a pool thread's hold on the loop's next turn, while the thread goes on updating the page. A
     # change the thread was adding as the loop ended the hold went into the list the loop had just taken and
     # replaced: lost, and the pane it would have updated never changed (the page stayed on "Lendo o arquivo…").
-    import weakref
-
-    from tornado.ioloop import IOLoop
-
-    dispatch_browser_changes_at_once()
     go, ended, ran = threading.Event(), threading.Event(), threading.Event()
 
-    class _Context:  # what makes the document a server session's (only looked up, never used here)
-        pass
-
     async def server() -> None:
-        serve_on(asyncio.get_running_loop())
-        doc = Document()
-        doc.add_root(Div(text=""))
-        session = ServerSession(ID("s"), doc, io_loop=IOLoop.current())
-        context = _Context()
-        doc._session_context = weakref.ref(context)
-        doc.hold("combine")  # a pool thread updated a pane; its hold ends on this loop
-        doc.callbacks._held_events = _ScannedSlowly(go, ended)
+        async with _server_document() as doc:
+            doc.hold("combine")  # a pool thread updated a pane; its hold ends on this loop
+            doc.callbacks._held_events = _ScannedSlowly(go, ended)
 
-        def pool_thread() -> None:
-            doc.add_next_tick_callback(ran.set)  # the thread's next pane update, for the loop to run
-            go.set()
+            def pool_thread() -> None:
+                doc.add_next_tick_callback(ran.set)  # the thread's next pane update, for the loop to run
+                go.set()
 
-        threading.Thread(target=pool_thread).start()
-        go.wait(2)  # the thread is adding its change (or has handed it over)
-        doc.unhold()
-        ended.set()
-        for _ in range(100):
-            if ran.is_set():
-                break
-            await asyncio.sleep(0.02)
-        session.destroy()
-        del context
+            threading.Thread(target=pool_thread).start()
+            go.wait(2)  # the thread is adding its change (or has handed it over)
+            doc.unhold()
+            ended.set()
+            await _until(ran.is_set)
 
-    try:
-        run_in_own_thread(server)
-    finally:
-        serve_on(None)
+    run_in_own_thread(server)
     assert go.is_set() and ran.is_set(), "the update scheduled while the hold ended was lost"
 
 
@@ -248,45 +260,24 @@ class _ReplayedSlowly(list):
 def test_updates_run_in_the_order_they_were_made_when_one_comes_as_the_hold_ends() -> None:
     # Bokeh releases a hold before it replays the held changes: an update a pool thread scheduled in between ran
     # before the held, earlier one (the indicator got "Salvo" and then the older "Salvando…", for good).
-    import weakref
-
-    from tornado.ioloop import IOLoop
-
-    dispatch_browser_changes_at_once()
     copying, scheduled = threading.Event(), threading.Event()
     order: list[str] = []
 
-    class _Context:  # what makes the document a server session's (only looked up, never used here)
-        pass
-
     async def server() -> None:
-        serve_on(asyncio.get_running_loop())
-        doc = Document()
-        doc.add_root(Div(text=""))
-        session = ServerSession(ID("s"), doc, io_loop=IOLoop.current())
-        context = _Context()
-        doc._session_context = weakref.ref(context)
-        doc.hold("combine")
-        doc.add_next_tick_callback(lambda: order.append("saving"))  # held: the first update
-        doc.callbacks._held_events = _ReplayedSlowly(doc.callbacks._held_events, copying, scheduled)
+        async with _server_document() as doc:
+            doc.hold("combine")
+            doc.add_next_tick_callback(lambda: order.append("saving"))  # held: the first update
+            doc.callbacks._held_events = _ReplayedSlowly(doc.callbacks._held_events, copying, scheduled)
 
-        def pool_thread() -> None:
-            copying.wait(2)
-            doc.add_next_tick_callback(lambda: order.append("saved"))  # the next one, as the hold ends
-            scheduled.set()
+            def pool_thread() -> None:
+                copying.wait(2)
+                doc.add_next_tick_callback(lambda: order.append("saved"))  # the next one, as the hold ends
+                scheduled.set()
 
-        threading.Thread(target=pool_thread).start()
-        doc.unhold()
-        for _ in range(100):
-            if len(order) == 2:
-                break
-            await asyncio.sleep(0.02)
-        session.destroy()
-        del context
+            threading.Thread(target=pool_thread).start()
+            doc.unhold()
+            await _until(lambda: len(order) == 2)
 
-    try:
-        run_in_own_thread(server)
-    finally:
-        serve_on(None)
+    run_in_own_thread(server)
     assert copying.is_set() and scheduled.is_set()
     assert order == ["saving", "saved"]

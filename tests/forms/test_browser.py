@@ -32,9 +32,12 @@ class FormsStack:
     def user(self) -> User:
         return self.stack.user("staff")
 
-    def open(self, browser: Any, path: str, user: User | None, **query: str) -> Any:
-        """A page in a fresh browser context (another device), signed in as ``user`` when given."""
+    def open(self, browser: Any, path: str, user: User | None, *, prepare: Any = None, **query: str) -> Any:
+        """A page in a fresh browser context (another device), signed in as ``user`` when given; ``prepare``
+        gets the page first (websocket routes, init scripts)."""
         page = self.stack.new_page(browser)
+        if prepare is not None:
+            prepare(page)
         target = path + (f"?{urlencode(query)}" if query else "")
         if user is not None:
             self.stack.login(page, user, next_path=target)
@@ -58,10 +61,14 @@ def forms_stack(oficina: OficinaStack) -> FormsStack:
     return FormsStack(oficina)
 
 
+BOKEH_SOCKET = re.compile(r".*/ws(\?.*)?$")  # the page's Bokeh websocket, for routes that hold its messages
+
+
 def open_wizard(
-    browser: Any, stack: FormsStack, user: User, object_id: str, form_slug: str = "clientes"
+    browser: Any, stack: FormsStack, user: User, object_id: str, form_slug: str = "clientes", *,
+    prepare: Any = None,
 ) -> Any:
-    page = stack.open(browser, "/formularios", user, form=form_slug, objeto=object_id)
+    page = stack.open(browser, "/formularios", user, prepare=prepare, form=form_slug, objeto=object_id)
     page.wait_for_selector(".autosave-field input, .autosave-field select", timeout=60000)
     return page
 
@@ -237,13 +244,8 @@ def test_the_indicator_says_salvo_only_once_the_server_has_the_latest_save(brows
         server.on_message(ws.send)
         ws.on_message(lambda message: held.append(message) if holding["on"] else server.send(message))
 
-    page = forms_stack.stack.new_page(browser)
-    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
-    target = "/formularios?" + urlencode({"form": "clientes", "objeto": "novo-salvo"})
-    forms_stack.stack.login(page, user, next_path=target)
-    if page.url != forms_stack.url(target):
-        page.goto(forms_stack.url(target))
-    page.wait_for_selector("[data-field='razao_social'] input", timeout=60000)
+    page = open_wizard(browser, forms_stack, user, "novo-salvo",
+                       prepare=lambda p: p.route_web_socket(BOKEH_SOCKET, route))
     page.fill("[data-field='razao_social'] input", "Primeira")
     wait_indicator(page, "Salvo às")
 
@@ -284,16 +286,14 @@ def test_a_save_made_before_the_page_offers_its_local_copy_is_no_conflict_with_i
         server.on_message(lambda message: held.append(message) if link["holding"] else ws.send(message))
         ws.on_message(from_page)
 
-    page = forms_stack.stack.new_page(browser)
-    page.add_init_script("""(() => { const later = window.setTimeout;
-        window.setTimeout = (fn, ms, ...rest) => later(fn, fn && fn.name === "offerLocalCopy" ? 4000 : ms, ...rest);
-    })();""")
-    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
-    target = "/formularios?" + urlencode({"form": "clientes", "objeto": "novo-rapido"})
-    forms_stack.stack.login(page, user, next_path=target)
-    if page.url != forms_stack.url(target):
-        page.goto(forms_stack.url(target))
-    page.wait_for_selector("[data-field='razao_social'] input", timeout=60000)
+    def prepare(page: Any) -> None:
+        page.add_init_script("""(() => { const later = window.setTimeout;
+            window.setTimeout = (fn, ms, ...rest) =>
+                later(fn, fn && fn.name === "offerLocalCopy" ? 4000 : ms, ...rest);
+        })();""")
+        page.route_web_socket(BOKEH_SOCKET, route)
+
+    page = open_wizard(browser, forms_stack, user, "novo-rapido", prepare=prepare)
     page.fill("[data-field='razao_social'] input", "Rápida")
     # The routes run only while this thread is inside a Playwright call: poll the store between short waits.
     wait_until(lambda: page.wait_for_timeout(50) or ((d := forms_stack.draft(user, "novo-rapido")) and d.version),
