@@ -218,12 +218,28 @@ def describe_tasks(limit: int = 40) -> list[str]:
     return lines
 
 
+def _texts(doc: Document, *, each: int = 70, limit: int = 1500) -> str:
+    """What the page's text models hold on the server (tags dropped, each shortened): compared with the screenshot,
+    it tells an update the server never made from one the browser never got."""
+    import re
+
+    texts = []
+    for model in list(doc.models):
+        if "text" not in model.properties():
+            continue
+        text = " ".join(re.sub(r"<[^>]*>", " ", str(model.text or "")).split())
+        if text:
+            texts.append(text[:each])
+    return " | ".join(texts)[:limit]
+
+
 def describe_documents() -> list[str]:
     """One line per open page (Bokeh document): whether it is held and how many changes wait in the hold,
     whether its browser is connected, and the messages Panel queued for its websocket and has not written.
     A page whose updates never arrive while every thread is idle shows here as a document held with changes
-    waiting, or with writes queued (written with the thread dump on ``SIGUSR1``). Never raises: a page closed
-    meanwhile (a destroyed document) is listed as such."""
+    waiting, or with writes queued (written with the thread dump on ``SIGUSR1``); the line after it holds the
+    texts the page shows on the server. Never raises: a page closed meanwhile (a destroyed document) is listed
+    as such."""
     from panel.io import document as panel_document
     from panel.io.state import state
 
@@ -241,6 +257,7 @@ def describe_documents() -> list[str]:
                 f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)} "
                 f"write_blocked={doc in panel_document._WRITE_BLOCK} queued_messages={queued} "
                 f"write_tasks={len(panel_document._write_tasks.get(doc, []))}{_session_locks(doc)}")
+            lines.append(f"  texts: {_texts(doc)}")
         except Exception as exc:  # noqa: BLE001 - a diagnostic must not fail on a page it cannot read
             lines.append(f"document {id(doc):#x}: unreadable ({type(exc).__name__}: {exc})")
     return lines

@@ -159,9 +159,15 @@ def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000,
         detected.wait_for(timeout=timeout)
     except Exception as exc:
         stack.screenshot(page, "failed-importacoes-preview")
+        log = stack.log_tail(200_000)
+        about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
         raise AssertionError(f"no preview after the upload; the page says "
-                             f"{page.locator('.ofc-upload-text').inner_text()!r}\nconsole: {(console or [])[-20:]}\n"
-                             f"{stack.log_tail()}\nserver threads:\n{stack.thread_dump()}") from exc
+                             f"{page.locator('.ofc-upload-text').inner_text()!r}\n"
+                             f"page text: {' '.join(page.locator('main, body').first.inner_text().split())[:1500]!r}\n"
+                             f"console: {(console or [])[-20:]}\nserver log about uploads:\n"
+                             + "\n".join(about_uploads[-12:])
+                             + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{stack.thread_dump()[-5000:]}"
+                             ) from exc
     return detected
 
 

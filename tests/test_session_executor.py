@@ -158,7 +158,7 @@ def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_rais
     from panel.io.state import state
 
     open_doc, closed_doc = Document(), Document()
-    open_doc.add_root(Div(text="aberta"))
+    open_doc.add_root(Div(text="<div class='ofc-empty'><b>Nada ainda</b> <p>Lendo o arquivo…</p></div>"))
     closed_doc.add_root(Div(text="fechada"))
     state._views["test-open"] = (None, None, open_doc, None)
     state._views["test-closed"] = (None, None, closed_doc, None)
@@ -170,6 +170,7 @@ def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_rais
     assert f"document {id(closed_doc):#x}: closed" in lines
     assert any(line.startswith(f"document {id(open_doc):#x}: hold=None held_events=0 connected=False roots=1 "
                                "write_blocked=False queued_messages=0") for line in lines), lines
+    assert "  texts: Nada ainda Lendo o arquivo…" in lines, lines  # what the page shows, tags dropped
 
 
 class _Context:  # what makes a document a server session's (only looked up, never used here)

@@ -264,6 +264,7 @@ class ImportsViewModel(param.Parameterized):
                 )
             self.mapping = dict(result["mapping"])
             self.preview = result
+            log.info("import preview read", extra={"upload": self.upload["id"]})
         finally:
             self.busy = False
 
