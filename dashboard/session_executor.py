@@ -26,6 +26,14 @@ hold on the loop's next turn, and the thread goes on updating the page):
 
 On the loop, a callback a thread scheduled is registered at once, in order; any other change joins the hold, or,
 when there is none, is applied in a callback that holds the document's lock.
+
+``connect_pages_when_they_pull`` mends when Panel counts a page as connected. Panel waits for the browser's
+``document_ready`` (sent once every view has rendered, scripts and styles loaded) and until then drops the
+changes a hold collected, on the premise that the document will still be sent whole. But the browser pulled the
+whole document when its websocket opened, before rendering it: a change made in between never reached it. An
+upload that finished while the page was still loading its component bundles left step 2 on "Lendo o arquivo…"
+for good, while the server's own document held the preview. A page now counts as connected from the moment its
+browser pulled the document, in the same critical section.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from typing import Any
 from bokeh.document import Document
 from bokeh.document.callbacks import DocumentCallbackManager, invoke_with_curdoc
 from bokeh.document.events import SessionCallbackAdded, SessionCallbackRemoved
+from bokeh.server import session as bokeh_session
 from bokeh.server.session import ServerSession
 
 
@@ -182,6 +191,26 @@ def dispatch_browser_changes_at_once() -> None:
     DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]
 
 
+def connect_pages_when_they_pull() -> None:
+    """Patch Bokeh's PULL-DOC handler so that Panel counts the page as connected once its browser has the
+    document (see the module docstring): every later change is sent to it as a patch."""
+    handle_pull = ServerSession._handle_pull
+    if getattr(handle_pull, "connects_the_page", False):
+        return
+    pull = handle_pull.__wrapped__  # the handler inside Bokeh's document lock
+
+    def pull_and_connect(self: ServerSession, message: Any, connection: Any) -> Any:
+        from panel.io.state import state
+
+        reply = pull(self, message, connection)  # the whole document as it is now
+        state._connected[self.document] = True  # so whatever changes next goes to the browser
+        return reply
+
+    locked = bokeh_session._needs_document_lock(pull_and_connect)
+    locked.connects_the_page = True  # type: ignore[attr-defined]
+    ServerSession._handle_pull = locked  # type: ignore[method-assign]
+
+
 def _lock_state(lock: Any) -> str:
     """A Tornado ``locks.Lock``: free, or held with how many coroutines wait for it."""
     block = getattr(lock, "_block", None)
@@ -221,13 +250,14 @@ def describe_tasks(limit: int = 40) -> list[str]:
 def _texts(doc: Document, *, each: int = 70, limit: int = 1500) -> str:
     """What the page's text models hold on the server (tags dropped, each shortened): compared with the screenshot,
     it tells an update the server never made from one the browser never got."""
+    import html
     import re
 
     texts = []
     for model in list(doc.models):
         if "text" not in model.properties():
             continue
-        text = " ".join(re.sub(r"<[^>]*>", " ", str(model.text or "")).split())
+        text = " ".join(re.sub(r"<[^>]*>", " ", html.unescape(str(model.text or ""))).split())
         if text:
             texts.append(text[:each])
     return " | ".join(texts)[:limit]

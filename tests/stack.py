@@ -20,11 +20,13 @@ another address is blocked and counted, so a test fails if the app reaches outsi
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +73,35 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 20, interval: float
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check} (last: {last!r})")
 
 
+_BUSY_ONLY = re.compile(r'\{"events":\[\{"kind":"ModelChanged","model":\{"id":"\w+"\},'
+                        r'"attr":"busy","new":(true|false)\}\]\}')
+
+
+class PageLog:
+    """What a page printed, threw (an exception in a page's script is not a console message) and received on its
+    websocket, the last lines of it: a failure's message says what the browser did with the server's updates."""
+
+    def __init__(self, page: Any, keep: int = 120) -> None:
+        self.lines: deque[str] = deque(maxlen=keep)
+        page.on("console", lambda message: self.lines.append(f"console {message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.lines.append(f"page error: {error}"))
+        page.on("websocket", self._socket)
+
+    def _socket(self, ws: Any) -> None:
+        self.lines.append(f"websocket open {ws.url}")
+        ws.on("framereceived", self._received)
+        ws.on("close", lambda _ws: self.lines.append("websocket closed"))
+
+    def _received(self, payload: Any) -> None:
+        text = str(payload)
+        if text == "{}" or '"msgtype": "PATCH-DOC"' in text or _BUSY_ONLY.fullmatch(text):
+            return  # metadata and headers of patches, and the busy indicator's flips (every callback has two)
+        self.lines.append(f"from server: {text[:300]}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(list(self.lines)[-lines:])
+
+
 @dataclass
 class OficinaStack:
     """The running server and worker, and helpers to drive them."""
@@ -81,6 +112,7 @@ class OficinaStack:
     workers: WorkerPool
     blocked: list[str] = field(default_factory=list)
     server_pid: int = 0
+    page_logs: dict[int, PageLog] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -115,7 +147,13 @@ class OficinaStack:
 
         context.route("**/*", guard)
         context.set_default_timeout(30_000)
-        return context.new_page()
+        page = context.new_page()
+        self.page_logs[id(page)] = PageLog(page)
+        return page
+
+    def page_log(self, page: Any, lines: int = 40) -> str:
+        log = self.page_logs.get(id(page))
+        return log.tail(lines) if log else "(a page this stack did not open)"
 
     def login(self, page: Any, user: User, *, password: str = PASSWORD, next_path: str = "") -> None:
         page.goto(self.url("/login", **({"next": next_path} if next_path else {})))
@@ -150,8 +188,28 @@ class OficinaStack:
             return log.read().decode(errors="replace")[-chars:]
 
 
-def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000,
-                     console: list[str] | None = None) -> Any:
+_PAGE_TEXT = """() => {
+  const parts = [];
+  const walk = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) { if (node.textContent.trim()) parts.push(node.textContent.trim()); return; }
+    if (node.nodeName === "STYLE" || node.nodeName === "SCRIPT") return;
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.childNodes) walk(child);
+  };
+  walk(document.body);
+  return parts.join(" ");
+}"""
+
+
+def page_text(page: Any, limit: int = 2000) -> str:
+    """The text the page shows, components' shadow roots included (``inner_text`` stops at them)."""
+    try:
+        return " ".join(str(page.evaluate(_PAGE_TEXT)).split())[:limit]
+    except Exception as exc:  # noqa: BLE001 - a diagnostic of a failure must not hide it
+        return f"(page text unreadable: {exc})"
+
+
+def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000) -> Any:
     """The import page's "how the file was read" line, once the preview after an upload is shown; failing, say
     what the page and the server saw (screenshot, the upload component's text, the server's log and dump)."""
     detected = page.locator(".ofc-imp-detected")
@@ -163,8 +221,9 @@ def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000,
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
         raise AssertionError(f"no preview after the upload; the page says "
                              f"{page.locator('.ofc-upload-text').inner_text()!r}\n"
-                             f"page text: {' '.join(page.locator('main, body').first.inner_text().split())[:1500]!r}\n"
-                             f"console: {(console or [])[-20:]}\nserver log about uploads:\n"
+                             f"page text: {page_text(page)!r}\n"
+                             f"the page's console, errors and websocket:\n{stack.page_log(page)}\n"
+                             "server log about uploads:\n"
                              + "\n".join(about_uploads[-12:])
                              + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{stack.thread_dump()[-5000:]}"
                              ) from exc

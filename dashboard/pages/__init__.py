@@ -25,7 +25,11 @@ from dashboard import auth
 from dashboard.pages import audit, backups, forms, imports, jobs, processos, survey, template, ui, users, webhooks
 from dashboard.pages.base import NavEntry, PageContext, PageSpec, navigation
 from dashboard.pages.feedback import error_message
-from dashboard.session_executor import SessionOrderedExecutor, dispatch_browser_changes_at_once
+from dashboard.session_executor import (
+    SessionOrderedExecutor,
+    connect_pages_when_they_pull,
+    dispatch_browser_changes_at_once,
+)
 from engine.context import new_request_id, request_id_var
 from engine.errors import EngineError
 from engine.security import PAGE_PERMISSIONS
@@ -154,6 +158,7 @@ def configure_panel(settings: Settings) -> None:
             pn.state._thread_pool.shutdown(wait=False)
         pn.state._thread_pool = SessionOrderedExecutor(settings.web_threads)
         dispatch_browser_changes_at_once()
+    connect_pages_when_they_pull()  # a change made while the page still renders reaches it
     if not _configured:
         _warm_up()
     _configured = True

@@ -41,13 +41,11 @@ def test_upload_map_run_watch_and_download_the_report(
     source = _file(tmp_path / "leituras-latin1.csv", rows)
     user = stack.user("analyst", name="Ana Analista")
     page = stack.new_page(browser, accept_downloads=True)
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     stack.login(page, user, next_path="/importacoes")
     wait_for_app(page)
     page.locator(".ofc-upload-input").set_input_files(str(source))
 
-    detected = wait_for_preview(stack, page, console=console)
+    detected = wait_for_preview(stack, page)
     assert "Windows-1252" in detected.inner_text() and "ponto e vírgula" in detected.inner_text()
     assert "decimal «,»" in detected.inner_text()
     raw = page.locator(".ofc-imp-raw")
