@@ -259,7 +259,8 @@ def test_error_escaping_run_job_marks_the_job_failed(backend: Settings, workers:
     assert "banco recusou a escrita final" in job.error
     assert "banco recusou a escrita final" in job.traceback and "run_job" in job.traceback
     assert job.finished_at is not None and job.attempts == 1
-    assert worker.log_lines(f"job {job_id} failed outside its handler")
+    # The handler logs once its commit is through, which this test may see first.
+    wait_for(lambda: worker.log_lines(f"job {job_id} failed outside its handler"), timeout=10, workers=[worker])
 
 
 # Duplicates, cancel, retry, several consumers ------------------------------------------------------
