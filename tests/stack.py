@@ -311,6 +311,20 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
+def _close_pages(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A browser test's pages are closed when it ends (after the failure screenshots): left open, every earlier
+    page of a shared stack kept polling its server, and the pages of stopped servers piled up in the one
+    Chromium of the test worker."""
+    yield
+    browser = getattr(request.node, "funcargs", {}).get("browser")
+    for context in list(browser.contexts) if browser is not None else []:
+        try:
+            context.close()
+        except Exception:  # noqa: BLE001 - a page that crashed is gone already
+            pass
+
+
+@pytest.fixture(autouse=True)
 def _no_outside_traffic(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every browser test proves the app made no request beyond the test server."""
     if "oficina" not in request.fixturenames:
