@@ -27,19 +27,29 @@ hold on the loop's next turn, and the thread goes on updating the page):
 On the loop, a callback a thread scheduled is registered at once, in order; any other change joins the hold, or,
 when there is none, is applied in a callback that holds the document's lock.
 
-``connect_pages_when_they_pull`` mends when Panel counts a page as connected. Panel waits for the browser's
-``document_ready`` (sent once every view has rendered, scripts and styles loaded) and until then drops the
-changes a hold collected, on the premise that the document will still be sent whole. But the browser pulled the
-whole document when its websocket opened, before rendering it: a change made in between never reached it. An
-upload that finished while the page was still loading its component bundles left step 2 on "Lendo o arquivo…"
-for good, while the server's own document held the preview. A page now counts as connected from the moment its
-browser pulled the document, in the same critical section.
+``send_changes_once_pulled`` mends what Panel does with changes made before a page is ready. Panel counts a
+page as connected once the browser's ``document_ready`` is handled (sent when every view has rendered, scripts and
+styles loaded), and until then drops the changes a hold collected, on the premise that the document will still
+be sent whole. But the browser pulled the whole document when its websocket opened, before rendering it: a change
+made in between never reached it. An upload that finished while the page was still loading its component bundles
+left step 2 on "Lendo o arquivo…" for good, while the server's own document held the preview. Once the browser
+has pulled the document, such changes are sent to it as patches (after a callback that holds the document's
+lock, in the order they were made); before the pull they are still dropped, the pull carries them.
+
+``keep_unsent_models_new`` mends what Bokeh does with models it has not sent yet when a browser's patch arrives.
+Bokeh sends a new model in full the first time a patch refers to it and by reference afterwards; applying any
+patch from the browser marked every model of the document as known to it, those attached while a hold kept their
+change back included. When the hold ended, the page got references it could not resolve ("reference p2378 isn't
+known", a script error, not a console message) and dropped the patch: after a slow first preview, the upload
+component's resent news arrived during the render and the page kept "Lendo o arquivo…". A browser's patch now
+leaves the models it could not have known as new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -151,7 +161,7 @@ def dispatch_browser_changes_at_once() -> None:
 
     def arrive_on_loop(self: DocumentCallbackManager, event: Any) -> None:
         doc = self._document()
-        if doc is None:
+        if doc is None or not hasattr(self, "_change_callbacks"):  # the page was closed meanwhile (destroyed)
             return
         if isinstance(event, SessionCallbackAdded | SessionCallbackRemoved):
             # A callback scheduled (or dropped) by a pool thread, in the order the thread did it: registered
@@ -191,24 +201,85 @@ def dispatch_browser_changes_at_once() -> None:
     DocumentCallbackManager.trigger_on_change = trigger_on_change  # type: ignore[method-assign]
 
 
-def connect_pages_when_they_pull() -> None:
-    """Patch Bokeh's PULL-DOC handler so that Panel counts the page as connected once its browser has the
-    document (see the module docstring): every later change is sent to it as a patch."""
+_PULLED: weakref.WeakSet[Document] = weakref.WeakSet()  # documents a browser has pulled (has as a whole)
+
+
+def _hold_lock(doc: Document) -> threading.Lock:
+    """The lock Panel's ``hold`` takes around a document's hold and its end (``panel.io.document._HOLD_LOCK``)."""
+    from panel.io import document as panel_document
+
+    return panel_document._HOLD_LOCK.setdefault(doc, threading.Lock())
+
+
+def send_changes_once_pulled() -> None:
+    """Patch Bokeh's PULL-DOC handler to note the pulled document, and Panel's end of a hold on a page that is not
+    ready yet to send that page what the hold collected instead of dropping it (see the module docstring)."""
+    from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent
+    from panel.io import document as panel_document
+
     handle_pull = ServerSession._handle_pull
-    if getattr(handle_pull, "connects_the_page", False):
+    if getattr(handle_pull, "notes_the_pull", False):
         return
     pull = handle_pull.__wrapped__  # the handler inside Bokeh's document lock
 
-    def pull_and_connect(self: ServerSession, message: Any, connection: Any) -> Any:
-        from panel.io.state import state
-
-        reply = pull(self, message, connection)  # the whole document as it is now
-        state._connected[self.document] = True  # so whatever changes next goes to the browser
+    def pull_and_note(self: ServerSession, message: Any, connection: Any) -> Any:
+        # Under the hold lock, so that no hold ends between the document being serialized and noted as pulled:
+        # a change it collected meanwhile is sent (again, at worst), never dropped.
+        with _hold_lock(self.document):
+            reply = pull(self, message, connection)
+            _PULLED.add(self.document)
         return reply
 
-    locked = bokeh_session._needs_document_lock(pull_and_connect)
-    locked.connects_the_page = True  # type: ignore[attr-defined]
+    def drain_unconnected_events(doc: Document, lock: threading.Lock) -> list[Any]:
+        # Panel 1.9's ``_drain_unconnected_events``: the callbacks scheduled meanwhile are registered, the custom
+        # messages wait for the page to be ready, the changes of models are dropped as the document goes out whole;
+        # unless the browser already has the document, then they follow in a locked callback, in order.
+        with lock:
+            events = list(doc.callbacks._held_events or [])
+            doc.callbacks._held_events = []
+            doc.callbacks._hold = None
+            pulled = doc in _PULLED
+            dispatch, deferred = [], []
+            for event in events:
+                if isinstance(event, SessionCallbackAdded | SessionCallbackRemoved):
+                    dispatch.append(event)
+                elif not isinstance(event, DocumentPatchedEvent) or isinstance(event, MessageSentEvent):
+                    deferred.append(event)
+                elif pulled:
+                    # Sent to the browser, not echoed into Python: the model callbacks of a change Python made
+                    # would take it, after the change's own bookkeeping ended, for the browser's (Panel dropped
+                    # these events whole, callbacks included; replayed with them, a page's busy flag went round
+                    # and round).
+                    event.callback_invoker = None
+                    dispatch.append(event)
+            if deferred:
+                panel_document._UNCONNECTED_EVENTS.setdefault(doc, []).extend(deferred)
+        if pulled and dispatch:
+            doc.add_next_tick_callback(partial(panel_document.retrigger_events, doc, dispatch))
+            return []
+        return dispatch
+
+    locked = bokeh_session._needs_document_lock(pull_and_note)
+    locked.notes_the_pull = True  # type: ignore[attr-defined]
     ServerSession._handle_pull = locked  # type: ignore[method-assign]
+    panel_document._drain_unconnected_events = drain_unconnected_events
+
+
+def keep_unsent_models_new() -> None:
+    """Patch Bokeh's application of a browser's patch so that the models not sent to the browser yet stay to be
+    sent in full (see the module docstring)."""
+    apply_json_patch = Document.apply_json_patch
+    if getattr(apply_json_patch, "keeps_unsent_models_new", False):
+        return
+
+    def apply_and_keep_unsent(self: Document, patch_json: Any, *, setter: Any = None) -> None:
+        unsent = set(self.models._new_models)  # attached, never sent: the browser cannot have referred to them
+        apply_json_patch(self, patch_json, setter=setter)
+        still_attached = {model for model in unsent if self.models.get_by_id(model.id) is model}
+        self.models._new_models |= still_attached
+
+    apply_and_keep_unsent.keeps_unsent_models_new = True  # type: ignore[attr-defined]
+    Document.apply_json_patch = apply_and_keep_unsent  # type: ignore[method-assign]
 
 
 def _lock_state(lock: Any) -> str:
@@ -253,13 +324,21 @@ def _texts(doc: Document, *, each: int = 70, limit: int = 1500) -> str:
     import html
     import re
 
-    texts = []
+    texts: list[str] = []
+    size = 0
     for model in list(doc.models):
-        if "text" not in model.properties():
-            continue
-        text = " ".join(re.sub(r"<[^>]*>", " ", html.unescape(str(model.text or ""))).split())
+        try:
+            if "text" not in model.properties():
+                continue
+            raw = str(model.text or "")[: each * 40]  # the start of a big pane is enough
+            text = " ".join(re.sub(r"<[^>]*>", " ", html.unescape(raw)).split())[:each]
+        except Exception as exc:  # noqa: BLE001 - one unreadable model must not hide the others
+            text = f"(unreadable {type(model).__name__}: {type(exc).__name__})"
         if text:
-            texts.append(text[:each])
+            texts.append(text)
+            size += len(text) + 3
+            if size >= limit:
+                break
     return " | ".join(texts)[:limit]
 
 
@@ -284,7 +363,8 @@ def describe_documents() -> list[str]:
             queued = sum(len(m) for m in panel_document._WRITE_MSGS.get(doc, {}).values())
             lines.append(
                 f"document {id(doc):#x}: hold={callbacks._hold!r} held_events={len(callbacks._held_events)} "
-                f"connected={bool(state._connected.get(doc))} roots={len(doc.roots)} "
+                f"pulled={doc in _PULLED} connected={bool(state._connected.get(doc))} "
+                f"loaded={bool(state._loaded.get(doc))} roots={len(doc.roots)} "
                 f"write_blocked={doc in panel_document._WRITE_BLOCK} queued_messages={queued} "
                 f"write_tasks={len(panel_document._write_tasks.get(doc, []))}{_session_locks(doc)}")
             lines.append(f"  texts: {_texts(doc)}")

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,8 +95,9 @@ class PageLog:
 
     def _received(self, payload: Any) -> None:
         text = str(payload)
-        if text == "{}" or '"msgtype": "PATCH-DOC"' in text or _BUSY_ONLY.fullmatch(text):
-            return  # metadata and headers of patches, and the busy indicator's flips (every callback has two)
+        if (text == "{}" or '"msgtype": "PATCH-DOC"' in text or '"msgtype": "OK"' in text
+                or _BUSY_ONLY.fullmatch(text)):
+            return  # metadata, headers of patches and acknowledgements, the busy indicator's flips
         self.lines.append(f"from server: {text[:300]}")
 
     def tail(self, lines: int = 40) -> str:
@@ -112,7 +114,7 @@ class OficinaStack:
     workers: WorkerPool
     blocked: list[str] = field(default_factory=list)
     server_pid: int = 0
-    page_logs: dict[int, PageLog] = field(default_factory=dict)
+    page_logs: weakref.WeakKeyDictionary[Any, PageLog] = field(default_factory=weakref.WeakKeyDictionary)
 
     @property
     def base_url(self) -> str:
@@ -148,11 +150,11 @@ class OficinaStack:
         context.route("**/*", guard)
         context.set_default_timeout(30_000)
         page = context.new_page()
-        self.page_logs[id(page)] = PageLog(page)
+        self.page_logs[page] = PageLog(page)
         return page
 
     def page_log(self, page: Any, lines: int = 40) -> str:
-        log = self.page_logs.get(id(page))
+        log = self.page_logs.get(page)
         return log.tail(lines) if log else "(a page this stack did not open)"
 
     def login(self, page: Any, user: User, *, password: str = PASSWORD, next_path: str = "") -> None:
@@ -216,11 +218,14 @@ def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000)
     try:
         detected.wait_for(timeout=timeout)
     except Exception as exc:
-        stack.screenshot(page, "failed-importacoes-preview")
+        try:
+            stack.screenshot(page, "failed-importacoes-preview")
+            upload_text = page.locator(".ofc-upload-text").inner_text(timeout=5_000)
+        except Exception as error:  # noqa: BLE001 - the diagnostics below still go out
+            upload_text = f"(unreadable: {error})"
         log = stack.log_tail(200_000)
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
-        raise AssertionError(f"no preview after the upload; the page says "
-                             f"{page.locator('.ofc-upload-text').inner_text()!r}\n"
+        raise AssertionError(f"no preview after the upload; the page says {upload_text!r}\n"
                              f"page text: {page_text(page)!r}\n"
                              f"the page's console, errors and websocket:\n{stack.page_log(page)}\n"
                              "server log about uploads:\n"

@@ -10,6 +10,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from dashboard.session_executor import (
     SessionOrderedExecutor,
     describe_documents,
     dispatch_browser_changes_at_once,
+    keep_unsent_models_new,
+    send_changes_once_pulled,
     serve_on,
 )
 from tests.async_support import run_in_own_thread
@@ -168,7 +171,8 @@ def test_the_page_list_of_the_diagnostic_dump_names_a_closed_page_and_never_rais
     finally:
         del state._views["test-open"], state._views["test-closed"]
     assert f"document {id(closed_doc):#x}: closed" in lines
-    assert any(line.startswith(f"document {id(open_doc):#x}: hold=None held_events=0 connected=False roots=1 "
+    assert any(line.startswith(f"document {id(open_doc):#x}: hold=None held_events=0 pulled=False connected=False "
+                               "loaded=False roots=1 "
                                "write_blocked=False queued_messages=0") for line in lines), lines
     assert "  texts: Nada ainda Lendo o arquivo…" in lines, lines  # what the page shows, tags dropped
 
@@ -282,3 +286,80 @@ def test_updates_run_in_the_order_they_were_made_when_one_comes_as_the_hold_ends
     run_in_own_thread(server)
     assert copying.is_set() and scheduled.is_set()
     assert order == ["saving", "saved"]
+
+
+class _PullingBrowser:
+    """A connection of a Bokeh server session, as far as the session sees it: it is sent patches."""
+
+    def __init__(self) -> None:
+        self.protocol = Protocol()
+        self.patches: list[tuple[str, Any]] = []
+
+    def send_patch_document(self, event: Any) -> Any:
+        self.patches.append((event.attr, event.new))
+        return asyncio.sleep(0)
+
+
+def test_changes_a_hold_collects_before_the_page_is_ready_reach_a_browser_that_pulled_the_document() -> None:
+    # Panel drops what a hold collected while the page is not ready (no document_ready yet), as if the document
+    # were still to be sent whole; once the browser pulled it, they must follow as patches.
+    from panel.io import document as panel_document
+    from tornado.ioloop import IOLoop
+
+    send_changes_once_pulled()
+    send_changes_once_pulled()  # idempotent
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        doc = Document()
+        div = Div(text="carregando")
+        doc.add_root(div)
+        session = ServerSession("pagina", doc, IOLoop.current())
+        browser = _PullingBrowser()
+        session.subscribe(browser)  # type: ignore[arg-type]
+        div.on_change("text", lambda _attr, _old, new: echoed.append(new))  # as Panel's models have
+
+        def change_in_a_hold(text: str) -> None:  # what a callback does while the page loads (Panel's hold)
+            doc.hold("combine")
+            div.text = text
+            panel_document._dispatch_events(doc, panel_document._drain_unconnected_events(doc, threading.Lock()))
+
+        change_in_a_hold("antes do pull")  # the pull will carry it
+        await asyncio.sleep(0.05)
+        before = list(browser.patches)
+        reply = await session._handle_pull(SimpleNamespace(header={"msgid": "1"}), browser)
+        assert "antes do pull" in reply.content_json
+        change_in_a_hold("depois do pull")
+        await _until(lambda: browser.patches)
+        return before, browser.patches
+
+    echoed: list[str] = []
+    before, after = run_in_own_thread(scenario)
+    assert before == []
+    assert after == [("text", "depois do pull")]
+    assert echoed == []  # sent to the browser, not taken for the browser's own change
+
+
+def test_a_browser_patch_leaves_a_model_not_sent_yet_to_be_sent_in_full() -> None:
+    # A model attached while a hold keeps its change back has not reached the browser. Bokeh took any patch from
+    # the browser for a sign that it knows every model of the document, so the change went out later with a bare
+    # reference the page could not resolve ("reference ... isn't known") and the page dropped it.
+    from bokeh.models import Row
+
+    keep_unsent_models_new()
+    keep_unsent_models_new()  # idempotent
+    doc = Document()
+    row, field = Row(children=[]), TextInput(value="")
+    doc.add_root(row)
+    doc.add_root(field)
+    doc.to_json()  # the browser's pull: it knows every model now
+    doc.hold("combine")
+    preview = Div(text="Lido como UTF-8")
+    row.children = [preview]  # a new model, its change held
+    keystroke = {"events": [{"kind": "ModelChanged", "model": {"id": field.id}, "attr": "value", "new": "a"}]}
+    doc.apply_json_patch(keystroke, setter=None)  # the browser's patch arrives meanwhile
+    assert field.value == "a"
+    held = [e for e in doc.callbacks._held_events if isinstance(e, ModelChangedEvent) and e.model is row]
+    sent = Protocol().create("PATCH-DOC", held).content_json  # what the end of the hold sends
+    assert f'"id":"{preview.id}","attributes"' in sent.replace(" ", ""), sent  # the model itself, not a reference
+    again = Protocol().create("PATCH-DOC", held).content_json
+    assert f'[{{"id":"{preview.id}"}}]' in again.replace(" ", ""), again  # once sent, a reference is enough

@@ -27,8 +27,9 @@ from dashboard.pages.base import NavEntry, PageContext, PageSpec, navigation
 from dashboard.pages.feedback import error_message
 from dashboard.session_executor import (
     SessionOrderedExecutor,
-    connect_pages_when_they_pull,
     dispatch_browser_changes_at_once,
+    keep_unsent_models_new,
+    send_changes_once_pulled,
 )
 from engine.context import new_request_id, request_id_var
 from engine.errors import EngineError
@@ -158,7 +159,8 @@ def configure_panel(settings: Settings) -> None:
             pn.state._thread_pool.shutdown(wait=False)
         pn.state._thread_pool = SessionOrderedExecutor(settings.web_threads)
         dispatch_browser_changes_at_once()
-    connect_pages_when_they_pull()  # a change made while the page still renders reaches it
+    send_changes_once_pulled()  # a change made while the page still renders reaches it
+    keep_unsent_models_new()  # and a model made while a hold keeps its change back reaches it in full
     if not _configured:
         _warm_up()
     _configured = True

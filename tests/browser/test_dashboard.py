@@ -279,7 +279,7 @@ def test_the_server_writes_its_threads_and_open_pages_on_sigusr1(oficina: Oficin
     closed.context.close()
     page = oficina.new_page(browser)
     oficina.login(page, oficina.user("staff"))
-    idle = re.compile(r"document 0x[0-9a-f]+: hold=None held_events=0 connected=True roots=\d+ "
+    idle = re.compile(r"document 0x[0-9a-f]+: hold=None held_events=0 pulled=True connected=True loaded=True roots=\d+ "
                       r"write_blocked=False queued_messages=0 write_tasks=0 session_lock=free write_locks=\[free\]")
     dumps: list[str] = []
     try:

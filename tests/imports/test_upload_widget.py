@@ -132,26 +132,37 @@ def test_the_news_of_an_upload_goes_again_when_the_connection_loses_it(stack: Of
     assert len(news) == 1, news  # acted on once
 
 
+def _server_holds(stack: OficinaStack, page: Any, text: str, timeout: float = 30) -> None:
+    """Wait until a page's document on the server shows ``text`` with nothing left in a hold (the SIGUSR1 dump),
+    letting ``page``'s routed messages go on meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.wait_for_timeout(300)
+        lines = stack.thread_dump().splitlines()
+        for i, line in enumerate(lines[1:], 1):
+            if line.strip().startswith("texts:") and text in line and "hold=None held_events=0" in lines[i - 1]:
+                return
+        assert time.monotonic() < deadline, f"no page on the server shows {text!r}:\n" + "\n".join(lines[-12:])
+
+
 def test_an_upload_that_ends_while_the_page_still_loads_gets_its_preview(stack: OficinaStack,
                                                                           browser: Any) -> None:
     # The browser says its document is ready only once every view has rendered (the component bundles, the
     # styles, the fonts), and an upload can end before that: on a busy machine, on the first page of a fresh
-    # server. Holding that message back until the server has read the file makes the case certain. Panel took
-    # the page for unconnected until then and dropped the preview's changes (the server had the preview, the
-    # page kept "Lendo o arquivo…").
+    # server. Holding that message back until the server has made every change of the preview makes the case
+    # certain. Panel took the page for not ready until then and dropped those changes (the server had the
+    # preview, the page kept "Lendo o arquivo…").
     page = stack.new_page(browser)
     stack.login(page, stack.user("analyst", name="Ana Analista"))
     routed = _PageMessages(page, lambda content: "hold" if "document_ready" in content else "send")
     page.goto(stack.url("/importacoes"))
     wait_for_app(page)
-    log_start = len(stack.server_log.read_text(errors="replace"))
-    page.locator(".ofc-upload-zone").evaluate(DROP, [CSV, "cedo.csv"])
     deadline = time.monotonic() + 30
-    while "import preview read" not in _log_since(stack, log_start) and time.monotonic() < deadline:
-        page.wait_for_timeout(100)  # a Playwright call, so the routed messages keep going
-    assert "import preview read" in _log_since(stack, log_start)
-    assert len(routed.held) == 1  # the page was still not ready when the server read the file
-    page.wait_for_timeout(500)  # and the preview's changes are made meanwhile
+    while not routed.held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # a Playwright call, so the routed messages keep going
+    assert len(routed.held) == 1  # the page said it is ready; the server does not know yet
+    page.locator(".ofc-upload-zone").evaluate(DROP, [CSV, "cedo.csv"])
+    _server_holds(stack, page, "Lido como UTF-8")  # the preview is made, nothing of it is held back
     routed.release()
     detected = wait_for_preview(stack, page, timeout=15_000)
     assert "ponto e vírgula" in detected.inner_text()
