@@ -36,6 +36,12 @@ left step 2 on "Lendo o arquivo…" for good, while the server's own document he
 has pulled the document, such changes are sent to it as patches (after a callback that holds the document's
 lock, in the order they were made); before the pull they are still dropped, the pull carries them.
 
+``write_queued_messages`` mends Panel's queue of patches it could not write at once (the websocket was busy):
+a writer that ends while another update queues more removes the queue's "blocked" mark, and the writer started
+for the newer messages then finds no mark and returns, leaving them unwritten until the next update; patches sent
+meanwhile by Bokeh's own path overtake them and refer to models they define. A writer now starts again while
+messages wait.
+
 ``keep_unsent_models_new`` mends what Bokeh does with models it has not sent yet when a browser's patch arrives.
 Bokeh sends a new model in full the first time a patch refers to it and by reference afterwards; applying any
 patch from the browser marked every model of the document as known to it, those attached while a hold kept their
@@ -263,6 +269,25 @@ def send_changes_once_pulled() -> None:
     locked.notes_the_pull = True  # type: ignore[attr-defined]
     ServerSession._handle_pull = locked  # type: ignore[method-assign]
     panel_document._drain_unconnected_events = drain_unconnected_events
+
+
+def write_queued_messages() -> None:
+    """Patch Panel's writer of queued patches so that messages queued while it ran are written too (see the
+    module docstring)."""
+    from panel.io import document as panel_document
+
+    write = panel_document._dispatch_msgs
+    if getattr(write, "writes_what_waits", False):
+        return
+
+    async def write_and_follow(doc: Document) -> None:
+        await write(doc)
+        if panel_document._WRITE_MSGS.get(doc) and doc not in panel_document._WRITE_BLOCK:
+            panel_document._WRITE_BLOCK[doc] = True  # what the writer needs to see to write them
+            panel_document._dispatch_write_task(doc, write_and_follow, doc)
+
+    write_and_follow.writes_what_waits = True  # type: ignore[attr-defined]
+    panel_document._dispatch_msgs = write_and_follow
 
 
 def keep_unsent_models_new() -> None:

@@ -211,28 +211,32 @@ def page_text(page: Any, limit: int = 2000) -> str:
         return f"(page text unreadable: {exc})"
 
 
-def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000) -> Any:
-    """The import page's "how the file was read" line, once the preview after an upload is shown; failing, say
-    what the page and the server saw (screenshot, the upload component's text, the server's log and dump)."""
-    detected = page.locator(".ofc-imp-detected")
+def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeout: float = 30_000) -> Any:
+    """``locator`` once visible; failing, say what the page and the server saw: a screenshot, the page's text,
+    its console, script errors and received patches, the server's upload log lines, log tail and dump (whose
+    per-page texts tell an update the server never made from one the browser never got)."""
     try:
-        detected.wait_for(timeout=timeout)
+        locator.wait_for(timeout=timeout)
     except Exception as exc:
         try:
-            stack.screenshot(page, "failed-importacoes-preview")
-            upload_text = page.locator(".ofc-upload-text").inner_text(timeout=5_000)
-        except Exception as error:  # noqa: BLE001 - the diagnostics below still go out
-            upload_text = f"(unreadable: {error})"
+            stack.screenshot(page, "failed-" + "-".join(what.split()[:4]))
+        except Exception:  # noqa: BLE001 - the diagnostics below still go out
+            pass
         log = stack.log_tail(200_000)
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
-        raise AssertionError(f"no preview after the upload; the page says {upload_text!r}\n"
-                             f"page text: {page_text(page)!r}\n"
+        raise AssertionError(f"{what}\npage text: {page_text(page)!r}\n"
                              f"the page's console, errors and websocket:\n{stack.page_log(page)}\n"
                              "server log about uploads:\n"
                              + "\n".join(about_uploads[-12:])
                              + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{stack.thread_dump()[-5000:]}"
                              ) from exc
-    return detected
+    return locator
+
+
+def wait_for_preview(stack: OficinaStack, page: Any, *, timeout: float = 60_000) -> Any:
+    """The import page's "how the file was read" line, once the preview after an upload is shown."""
+    return wait_shown(stack, page, page.locator(".ofc-imp-detected"), "no preview after the upload",
+                      timeout=timeout)
 
 
 def wait_for_app(page: Any, timeout: float = 60_000) -> None:

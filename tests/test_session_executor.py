@@ -28,6 +28,7 @@ from dashboard.session_executor import (
     keep_unsent_models_new,
     send_changes_once_pulled,
     serve_on,
+    write_queued_messages,
 )
 from tests.async_support import run_in_own_thread
 
@@ -363,3 +364,62 @@ def test_a_browser_patch_leaves_a_model_not_sent_yet_to_be_sent_in_full() -> Non
     assert f'"id":"{preview.id}","attributes"' in sent.replace(" ", ""), sent  # the model itself, not a reference
     again = Protocol().create("PATCH-DOC", held).content_json
     assert f'[{{"id":"{preview.id}"}}]' in again.replace(" ", ""), again  # once sent, a reference is enough
+
+
+class _SlowSocket:
+    """A websocket whose writes finish when the test says (Panel writes through ``send`` what is not Tornado's)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.pending: list[asyncio.Future[None]] = []
+
+    def send(self, text_data: str = "", binary_data: bytes = b"") -> asyncio.Future[None]:
+        self.sent.append(text_data)
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+    def finish_writes(self) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_result(None)
+
+
+class _Connection:  # a Bokeh server connection as Panel's writer sees it (hashable, as it keys the queue)
+    def __init__(self, socket: _SlowSocket) -> None:
+        self._socket = socket
+        self.protocol = Protocol()
+
+
+def test_a_patch_queued_while_panels_writer_finishes_is_written() -> None:
+    # Panel queues patches while the websocket is busy and a writer task drains the queue. A writer ending
+    # while an update queues more removed the queue's mark; the writer started for those found no mark and
+    # left them unwritten, and patches sent meanwhile by Bokeh referred to models only they defined.
+    from bokeh.document.events import ModelChangedEvent as Changed
+    from panel.io import document as panel_document
+
+    write_queued_messages()
+    write_queued_messages()  # idempotent
+
+    async def scenario() -> list[str]:
+        doc = Document()
+        div = Div(text="")
+        doc.add_root(div)
+        socket = _SlowSocket()
+        conn = _Connection(socket)
+
+        def changed(text: str) -> Changed:
+            div.text = text
+            return Changed(doc, div, "text", text)
+
+        panel_document.schedule_write_events(doc, [conn], [changed("primeiro")])  # type: ignore[list-item]
+        await _until(lambda: socket.pending)  # the writer is waiting for the first patch's frames
+        socket.finish_writes()  # they finish...
+        panel_document.schedule_write_events(doc, [conn], [changed("segundo")])  # ...as an update queues more
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            socket.finish_writes()
+        return [text for text in socket.sent if '"text"' in text]
+
+    written = run_in_own_thread(scenario)
+    assert len(written) == 2 and "primeiro" in written[0] and "segundo" in written[1], written

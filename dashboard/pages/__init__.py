@@ -30,6 +30,7 @@ from dashboard.session_executor import (
     dispatch_browser_changes_at_once,
     keep_unsent_models_new,
     send_changes_once_pulled,
+    write_queued_messages,
 )
 from engine.context import new_request_id, request_id_var
 from engine.errors import EngineError
@@ -161,6 +162,7 @@ def configure_panel(settings: Settings) -> None:
         dispatch_browser_changes_at_once()
     send_changes_once_pulled()  # a change made while the page still renders reaches it
     keep_unsent_models_new()  # and a model made while a hold keeps its change back reaches it in full
+    write_queued_messages()  # and no queued patch waits for the next update
     if not _configured:
         _warm_up()
     _configured = True

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.imports.conftest import leituras_rows
-from tests.stack import OficinaStack, running_stack, wait_for_app, wait_for_preview
+from tests.stack import OficinaStack, running_stack, wait_for_app, wait_for_preview, wait_shown
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-browser")]
 
@@ -50,7 +50,8 @@ def test_upload_map_run_watch_and_download_the_report(
     assert "decimal «,»" in detected.inner_text()
     raw = page.locator(".ofc-imp-raw")
     assert "ração" in raw.inner_text() and "Leitura (kPa)" in raw.inner_text()
-    page.locator(".ofc-imp-problem").first.wait_for()  # "Valor" has no column yet
+    wait_shown(stack, page, page.locator(".ofc-imp-problem").first,  # "Valor" has no column yet
+               "the mapping step does not say that 'Valor' has no column")
     stack.screenshot(page, "importacoes-preview")
 
     page.locator(".ofc-imp-map-valor [role=combobox]").click()
