@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +42,11 @@ def build_server_options(settings: Settings) -> dict[str, Any]:
     )
 
 
-def _thread_stacks() -> list[str]:
-    """Every thread's stack, read with the interpreter's lock held. (``faulthandler`` reads other threads' frames
-    while they run, and once crashed the server in the middle of a dump.)"""
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
-    lines = []
-    for ident, frame in sys._current_frames().items():
-        lines.append(f"Thread {ident:#x} {names.get(ident, '?')} (most recent call first):")
-        stack = reversed(traceback.extract_stack(frame))
-        lines += [f'  File "{f.filename}", line {f.lineno} in {f.name}' for f in stack]
-    return lines
-
-
 def _describe_documents(_signum: int, _frame: Any) -> None:
     # A signal handler's exception surfaces in whatever the main thread was doing (the event loop) and would
     # stop the server: whatever goes wrong here is printed instead.
-    for title, describe in (("threads:", _thread_stacks), ("open pages:", session_executor.describe_documents),
+    for title, describe in (("threads:", session_executor.describe_threads),
+                            ("open pages:", session_executor.describe_documents),
                             ("event loop tasks:", session_executor.describe_tasks)):
         try:
             lines = describe()

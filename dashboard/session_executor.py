@@ -63,7 +63,7 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.document.callbacks import DocumentCallbackManager, invoke_with_curdoc
-from bokeh.document.events import SessionCallbackAdded, SessionCallbackRemoved
+from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent, SessionCallbackAdded, SessionCallbackRemoved
 from bokeh.server import session as bokeh_session
 from bokeh.server.session import ServerSession
 
@@ -220,7 +220,6 @@ def _hold_lock(doc: Document) -> threading.Lock:
 def send_changes_once_pulled() -> None:
     """Patch Bokeh's PULL-DOC handler to note the pulled document, and Panel's end of a hold on a page that is not
     ready yet to send that page what the hold collected instead of dropping it (see the module docstring)."""
-    from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent
     from panel.io import document as panel_document
 
     handle_pull = ServerSession._handle_pull
@@ -323,6 +322,21 @@ def _session_locks(doc: Document) -> str:
         return ""
     writes = ",".join(_lock_state(getattr(c._socket, "write_lock", None)) for c in session._subscribed_connections)
     return f" session_lock={_lock_state(session._lock)} write_locks=[{writes}]"
+
+
+def describe_threads() -> list[str]:
+    """Every thread's stack, read with the interpreter's lock held. (``faulthandler`` reads other threads' frames
+    while they run, and once crashed the server in the middle of a dump.)"""
+    import sys
+    import traceback
+
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    lines = []
+    for ident, frame in sys._current_frames().items():
+        lines.append(f"Thread {ident:#x} {names.get(ident, '?')} (most recent call first):")
+        stack = reversed(traceback.extract_stack(frame))
+        lines += [f'  File "{f.filename}", line {f.lineno} in {f.name}' for f in stack]
+    return lines
 
 
 def describe_tasks(limit: int = 40) -> list[str]:

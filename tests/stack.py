@@ -74,6 +74,7 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 20, interval: float
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check} (last: {last!r})")
 
 
+BOKEH_SOCKET = re.compile(r".*/ws(\?.*)?$")  # a page's Bokeh websocket, for routes that hold or drop its messages
 _BUSY_ONLY = re.compile(r'\{"events":\[\{"kind":"ModelChanged","model":\{"id":"\w+"\},'
                         r'"attr":"busy","new":(true|false)\}\]\}')
 

@@ -4,7 +4,6 @@ conflicts between two contexts, and the public survey resumed by e-mail."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from engine import drafts
 from engine.db import session_scope
 from engine.models import User
-from tests.stack import OficinaStack, wait_until
+from tests.stack import BOKEH_SOCKET, OficinaStack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -59,9 +58,6 @@ class FormsStack:
 @pytest.fixture(scope="session")
 def forms_stack(oficina: OficinaStack) -> FormsStack:
     return FormsStack(oficina)
-
-
-BOKEH_SOCKET = re.compile(r".*/ws(\?.*)?$")  # the page's Bokeh websocket, for routes that hold its messages
 
 
 def open_wizard(

@@ -5,14 +5,13 @@ limit is refused in the page before a byte is sent."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.stack import OficinaStack, running_stack, wait_for_app, wait_for_preview
+from tests.stack import BOKEH_SOCKET, OficinaStack, running_stack, wait_for_app, wait_for_preview
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-upload-widget")]
 
@@ -75,7 +74,7 @@ class _PageMessages:
         self.dropped: list[str] = []
         self.held: list[list[Any]] = []
         self._server: Any = None
-        page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), self._route)
+        page.route_web_socket(BOKEH_SOCKET, self._route)
 
     def _route(self, ws: Any) -> None:
         self._server = server = ws.connect_to_server()
