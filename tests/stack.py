@@ -85,16 +85,33 @@ class PageLog:
 
     def __init__(self, page: Any, keep: int = 120) -> None:
         self.lines: deque[str] = deque(maxlen=keep)
+        self.errors: list[str] = []
+        self.sockets_opened = self.sockets_closed = self.frames_received = 0
         page.on("console", lambda message: self.lines.append(f"console {message.type}: {message.text}"))
-        page.on("pageerror", lambda error: self.lines.append(f"page error: {error}"))
+        page.on("pageerror", self._error)
         page.on("websocket", self._socket)
 
+    def _error(self, error: Any) -> None:
+        self.errors.append(str(error))
+        self.lines.append(f"page error: {error}")
+
     def _socket(self, ws: Any) -> None:
+        self.sockets_opened += 1
         self.lines.append(f"websocket open {ws.url}")
         ws.on("framereceived", self._received)
-        ws.on("close", lambda _ws: self.lines.append("websocket closed"))
+        ws.on("close", self._closed)
+
+    def _closed(self, _ws: Any) -> None:
+        self.sockets_closed += 1
+        self.lines.append("websocket closed")
+
+    def summary(self) -> str:
+        first = f" (the first: {self.errors[0][:160]})" if self.errors else ""
+        return (f"{self.sockets_opened} websocket(s) opened, {self.sockets_closed} closed, "
+                f"{self.frames_received} frame(s) received, {len(self.errors)} script error(s){first}")
 
     def _received(self, payload: Any) -> None:
+        self.frames_received += 1
         text = str(payload)
         if (text == "{}" or '"msgtype": "PATCH-DOC"' in text or '"msgtype": "OK"' in text
                 or _BUSY_ONLY.fullmatch(text)):
@@ -158,6 +175,10 @@ class OficinaStack:
         log = self.page_logs.get(page)
         return log.tail(lines) if log else "(a page this stack did not open)"
 
+    def page_log_summary(self, page: Any) -> str:
+        log = self.page_logs.get(page)
+        return log.summary() if log else "(a page this stack did not open)"
+
     def login(self, page: Any, user: User, *, password: str = PASSWORD, next_path: str = "") -> None:
         page.goto(self.url("/login", **({"next": next_path} if next_path else {})))
         page.fill("#email", user.email)
@@ -212,25 +233,58 @@ def page_text(page: Any, limit: int = 2000) -> str:
         return f"(page text unreadable: {exc})"
 
 
+_EMAIL = re.compile(r"[\w.+-]+@oficina\.test")
+# server log lines that place a lost update: the page's websocket, the upload's news, the preview, a failure
+_LOG_MARKS = {"websocket opened": "WebSocket connection opened", "websocket closed": "WebSocket connection closed",
+              "upload news": "upload component: uploaded", "preview read": "import preview read",
+              "errors": '"level": "error"'}
+
+
+def diagnosis(stack: OficinaStack, page: Any, dump: str) -> str:
+    """A few lines that say where an update stopped: what the page's websocket did, which server log lines
+    came, and each page the server holds (its state, whose it is: this page's or another's)."""
+    mine = _EMAIL.search(page_text(page))
+    log = stack.log_tail(400_000)
+    counts = ", ".join(f"{name} x{log.count(mark)}" for name, mark in _LOG_MARKS.items())
+    first_error = next((line[:220] for line in log.splitlines() if _LOG_MARKS["errors"] in line), "")
+    pages = []
+    lines = dump.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("document ") and i + 1 < len(lines):
+            owner = _EMAIL.search(lines[i + 1])
+            whose = "this page's" if mine and owner and owner.group() == mine.group() else (
+                owner.group() if owner else "nobody's")
+            pages.append(f"  {whose}: {line.strip().split(': ', 1)[-1][:200]}")
+            if whose == "this page's":
+                pages.append(f"    {lines[i + 1].strip()[:400]}")
+    return "\n".join([
+        f"page: {page.url} of {mine.group() if mine else '(no user shown)'}; {stack.page_log_summary(page)}",
+        f"server log: {counts}", *([f"server's first error: {first_error}"] if first_error else []),
+        f"server pages ({len(pages)}):", *pages])
+
+
 def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeout: float = 30_000) -> Any:
-    """``locator`` once visible; failing, say what the page and the server saw: a screenshot, the page's text,
-    its console, script errors and received patches, the server's upload log lines, log tail and dump (whose
-    per-page texts tell an update the server never made from one the browser never got)."""
+    """``locator`` once visible. Failing, the message is a short diagnosis (under ``CI`` pytest's summary at the
+    end of the run repeats each failure's whole message, and a CI log keeps the start and the end of a long
+    output); the test's captured output gets the rest: the page's text, console, script errors and received
+    patches, the server's upload log lines, log tail and dump (whose per-page texts tell an update the server
+    never made from one the browser never got), and ``screenshots/`` a picture."""
     try:
         locator.wait_for(timeout=timeout)
-    except Exception as exc:
+    except Exception:
         try:
             stack.screenshot(page, "failed-" + "-".join(what.split()[:4]))
         except Exception:  # noqa: BLE001 - the diagnostics below still go out
             pass
+        dump = stack.thread_dump()
         log = stack.log_tail(200_000)
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
-        raise AssertionError(f"{what}\npage text: {page_text(page)!r}\n"
-                             f"the page's console, errors and websocket:\n{stack.page_log(page)}\n"
-                             "server log about uploads:\n"
-                             + "\n".join(about_uploads[-12:])
-                             + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{stack.thread_dump()[-5000:]}"
-                             ) from exc
+        print(f"page text: {page_text(page)!r}\nthe page's console, errors and websocket:\n{stack.page_log(page)}\n"
+              "server log about uploads:\n" + "\n".join(about_uploads[-12:])
+              + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{dump[-5000:]}")
+        # from None: Playwright's timeout adds a long traceback that says no more than "not visible in time"
+        raise AssertionError(f"{what} (not visible within {timeout / 1000:g} s)\n"
+                             f"{diagnosis(stack, page, dump)}") from None
     return locator
 
 
@@ -360,3 +414,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 except Exception:  # noqa: BLE001 - a page that cannot be captured must not hide the failure
                     pass
     return report
+
