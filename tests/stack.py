@@ -56,10 +56,21 @@ START_TIMEOUT = 120.0
 VIEWPORT = {"width": 1366, "height": 860}
 
 
+_RESERVED_PORTS: list[socket.socket] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of 127.0.0.1 for a server a test starts, that nothing else gets meanwhile: the socket that found it
+    stays bound (not listening, ``SO_REUSEADDR``) as long as the test process lives, so neither a bind to port
+    0 nor an outgoing connection of any process takes it, while the server binds it all the same (Tornado and
+    ``http.server`` set ``SO_REUSEADDR``; a bound socket only refuses a listening one). Closed at once, the
+    port went back to the system during the seconds a server takes to start, and another stack could get it:
+    its server then failed to bind while its pages reached the first one."""
+    reserved = socket.socket()
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.bind(("127.0.0.1", 0))
+    _RESERVED_PORTS.append(reserved)
+    return reserved.getsockname()[1]
 
 
 def wait_until(check: Callable[[], Any], *, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:

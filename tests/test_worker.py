@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import types
@@ -36,6 +35,7 @@ from jobs import periodic
 from jobs.app import get_huey
 from jobs.queue import HueyQueue
 from jobs.signals import INTERRUPTED_MESSAGE
+from tests.stack import free_port
 from tests.worker_support import (
     WorkerPool,
     job_snapshot,
@@ -310,16 +310,10 @@ def test_two_consumers_share_a_redis_queue_and_each_job_runs_once(redis_pg: Sett
 
 # Starting --------------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("broken", ["redis", "database", "tables"])
 def test_worker_refuses_to_start_without_its_services(broken: str, pg_settings: Settings, redis_url: str,
                                                       tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()  # bound, never listening: connections are refused
     settings = pg_settings.with_overrides(redis_url=redis_url, queue_name=f"t{uuid.uuid4().hex[:12]}")
     expected = {"redis": "Fila indisponível", "database": "Banco de dados indisponível",
                 "tables": "rode `oficina db upgrade`"}[broken]

@@ -4,7 +4,6 @@ process up and waits for a real consumer (SQLite + SqliteHuey, the embedded defa
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 
@@ -13,15 +12,10 @@ import pytest
 
 from engine.brazil import format_cnj, make_cnj
 from engine.court.simulator import demo_token
+from tests.stack import free_port
 from tests.worker_support import WorkerPool, oficina_command, settings_environ
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("court-worker")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_court_simulator_command_serves_the_api(sqlite_settings, tmp_path):
