@@ -36,7 +36,13 @@ def test_court_simulator_command_serves_the_api(sqlite_settings, tmp_path):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
+            if time.monotonic() > deadline or proc.poll() is not None:
+                exited = proc.poll()
+                proc.kill()  # first: its output ends only when it does
+                output = proc.communicate(timeout=10)[0].decode()
+                raise AssertionError(f"the simulator did not answer /health within 20 s "
+                                     f"({'exited with ' + str(exited) if exited is not None else 'still running'}):"
+                                     f"\n{output}")
             time.sleep(0.1)
         numero = make_cnj(10, 2020, 8, 26, 1)
         assert httpx.get(f"{base}/api/v2/processos/{numero}", timeout=5).status_code == 401
