@@ -98,6 +98,8 @@ class PageLog:
         self.lines: deque[str] = deque(maxlen=keep)
         self.errors: list[str] = []
         self.sockets_opened = self.sockets_closed = self.frames_received = 0
+        self.updates = 0  # frames that change the page (no headers, acknowledgements or busy flips)
+        self.last_update = 0.0  # time.monotonic() of the last of them
         page.on("console", lambda message: self.lines.append(f"console {message.type}: {message.text}"))
         page.on("pageerror", self._error)
         page.on("websocket", self._socket)
@@ -118,8 +120,10 @@ class PageLog:
 
     def summary(self) -> str:
         first = f" (the first: {self.errors[0][:160]})" if self.errors else ""
+        last = f", the last {time.monotonic() - self.last_update:.1f} s ago" if self.updates else ""
         return (f"{self.sockets_opened} websocket(s) opened, {self.sockets_closed} closed, "
-                f"{self.frames_received} frame(s) received, {len(self.errors)} script error(s){first}")
+                f"{self.frames_received} frame(s) received, {self.updates} of them updates{last}, "
+                f"{len(self.errors)} script error(s){first}")
 
     def _received(self, payload: Any) -> None:
         self.frames_received += 1
@@ -127,6 +131,8 @@ class PageLog:
         if (text == "{}" or '"msgtype": "PATCH-DOC"' in text or '"msgtype": "OK"' in text
                 or _BUSY_ONLY.fullmatch(text)):
             return  # metadata, headers of patches and acknowledgements, the busy indicator's flips
+        self.updates += 1
+        self.last_update = time.monotonic()
         self.lines.append(f"from server: {text[:300]}")
 
     def tail(self, lines: int = 40) -> str:
@@ -288,13 +294,17 @@ def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeo
         except Exception:  # noqa: BLE001 - the diagnostics below still go out
             pass
         dump = stack.thread_dump()
+        try:  # a slow page shows it by now (the dump took a second); a lost update does not
+            late = "shown a second later: " + ("yes" if locator.is_visible() else "no")
+        except Exception as exc:  # noqa: BLE001
+            late = f"unreadable a second later ({type(exc).__name__})"
         log = stack.log_tail(200_000)
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
         print(f"page text: {page_text(page)!r}\nthe page's console, errors and websocket:\n{stack.page_log(page)}\n"
               "server log about uploads:\n" + "\n".join(about_uploads[-12:])
               + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{dump[-5000:]}")
         # from None: Playwright's timeout adds a long traceback that says no more than "not visible in time"
-        raise AssertionError(f"{what} (not visible within {timeout / 1000:g} s)\n"
+        raise AssertionError(f"{what} (not visible within {timeout / 1000:g} s; {late})\n"
                              f"{diagnosis(stack, page, dump)}") from None
     return locator
 
