@@ -257,6 +257,45 @@ _LOG_MARKS = {"websocket opened": "WebSocket connection opened", "websocket clos
               "errors": '"level": "error"'}
 
 
+# the text of every model with a ``text`` property in the page's Bokeh documents (what the server's dump lists
+# for its own document), without tags
+_BROWSER_DOCUMENT_TEXTS = """() => {
+  const parser = new DOMParser();
+  const texts = [];
+  for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {
+    for (const model of doc.all_models) {
+      let value;
+      try { value = model.text; } catch (err) { continue; }
+      if (typeof value !== "string" || !value) continue;
+      // Panel sends markup escaped (the view unescapes it): unescape, then drop the tags
+      const text = (html) => parser.parseFromString(html, "text/html").body.textContent;
+      texts.push(text(text(value)));
+    }
+  }
+  return texts.join(" ");
+}"""
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+def _where_texts_stop(page: Any, server_texts: str) -> list[str]:
+    """Which of the server's texts for this page its browser document lacks (a patch that never came or was not
+    applied), and which the browser document has but the page does not show (a view that did not update)."""
+    try:
+        in_document = _squeezed(str(page.evaluate(_BROWSER_DOCUMENT_TEXTS)))
+        on_page = _squeezed(page_text(page, limit=1_000_000))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure
+        return [f"    the browser's document is unreadable ({type(exc).__name__})"]
+    texts = [t.strip() for t in server_texts.split(":", 1)[-1].split(" | ") if t.strip()]
+    texts = [t for t in texts if not t.startswith("(unreadable")]
+    not_in_document = [t for t in texts if _squeezed(t) not in in_document]
+    not_shown = [t for t in texts if _squeezed(t) in in_document and _squeezed(t) not in on_page]
+    return [f"    of its {len(texts)} texts, not in the browser's document: {not_in_document or 'none'}"[:600],
+            f"    in the browser's document, not on the page: {not_shown or 'none'}"[:600]]
+
+
 def diagnosis(stack: OficinaStack, page: Any, dump: str) -> str:
     """A few lines that say where an update stopped: what the page's websocket did, which server log lines
     came, and each page the server holds (its state, whose it is: this page's or another's)."""
@@ -264,20 +303,22 @@ def diagnosis(stack: OficinaStack, page: Any, dump: str) -> str:
     log = stack.log_tail(400_000)
     counts = ", ".join(f"{name} x{log.count(mark)}" for name, mark in _LOG_MARKS.items())
     first_error = next((line[:220] for line in log.splitlines() if _LOG_MARKS["errors"] in line), "")
-    pages = []
+    pages, count = [], 0
     lines = dump.splitlines()
     for i, line in enumerate(lines):
         if line.strip().startswith("document ") and i + 1 < len(lines):
+            count += 1
             owner = _EMAIL.search(lines[i + 1])
             whose = "this page's" if mine and owner and owner.group() == mine.group() else (
                 owner.group() if owner else "nobody's")
             pages.append(f"  {whose}: {line.strip().split(': ', 1)[-1][:200]}")
             if whose == "this page's":
                 pages.append(f"    {lines[i + 1].strip()[:400]}")
+                pages.extend(_where_texts_stop(page, lines[i + 1]))
     return "\n".join([
         f"page: {page.url} of {mine.group() if mine else '(no user shown)'}; {stack.page_log_summary(page)}",
         f"server log: {counts}", *([f"server's first error: {first_error}"] if first_error else []),
-        f"server pages ({len(pages)}):", *pages])
+        f"server pages ({count}):", *pages])
 
 
 def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeout: float = 30_000) -> Any:
