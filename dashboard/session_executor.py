@@ -49,14 +49,23 @@ change back included. When the hold ended, the page got references it could not 
 known", a script error, not a console message) and dropped the patch: after a slow first preview, the upload
 component's resent news arrived during the render and the page kept "Lendo o arquivo…". A browser's patch now
 leaves the models it could not have known as new.
+
+The same bookkeeping is shared by threads: a pool thread attaches models (adds them to the "not sent yet" set)
+while the loop makes a patch of earlier changes and then rebuilds that set without what it sent. A model added
+between the rebuild's reading and its replacing was lost from the set (or the rebuild failed with "Set changed
+size during iteration" and the patch with it), and the model went out later as a reference the page could not
+resolve; a pull counted a model attached after its walk as sent. The set is now read and written under one lock
+per document, and models attached while a pull or a browser's patch is taken stay to be sent in full (at worst a
+model goes out twice, which the page takes as an update of the one it has).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -64,6 +73,7 @@ from typing import Any
 from bokeh.document import Document
 from bokeh.document.callbacks import DocumentCallbackManager, invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent, SessionCallbackAdded, SessionCallbackRemoved
+from bokeh.document.models import DocumentModelManager
 from bokeh.server import session as bokeh_session
 from bokeh.server.session import ServerSession
 
@@ -289,21 +299,68 @@ def write_queued_messages() -> None:
     panel_document._dispatch_msgs = write_and_follow
 
 
+def _models_lock(models: DocumentModelManager) -> threading.RLock:
+    """The lock of a document's bookkeeping of its models (which are attached, which were not sent yet)."""
+    return models.__dict__.setdefault("_oficina_lock", threading.RLock())
+
+
+@contextlib.contextmanager
+def _attached_meanwhile_stay_new(models: DocumentModelManager) -> Iterator[None]:
+    """Models attached while the block runs, by any thread, are still to be sent in full after it: the block
+    serializes the document or takes a browser's patch and then counts every model it saw as known."""
+    attached: set[Any] = set()
+    with _models_lock(models):
+        models.__dict__.setdefault("_oficina_watchers", []).append(attached)
+    try:
+        yield
+    finally:
+        with _models_lock(models):
+            models.__dict__["_oficina_watchers"].remove(attached)
+            models._new_models |= {model for model in attached if models._models.get(model.id) is model}
+
+
 def keep_unsent_models_new() -> None:
-    """Patch Bokeh's application of a browser's patch so that the models not sent to the browser yet stay to be
-    sent in full (see the module docstring)."""
+    """Patch Bokeh's bookkeeping of the models not sent to the browser yet so that they stay to be sent in full:
+    through a browser's patch, through a pull, and while a pool thread attaches models (see the module
+    docstring)."""
     apply_json_patch = Document.apply_json_patch
     if getattr(apply_json_patch, "keeps_unsent_models_new", False):
         return
+    to_json = Document.to_json
+    recompute = DocumentModelManager.recompute
+    flush_synced = DocumentModelManager.flush_synced
 
     def apply_and_keep_unsent(self: Document, patch_json: Any, *, setter: Any = None) -> None:
-        unsent = set(self.models._new_models)  # attached, never sent: the browser cannot have referred to them
-        apply_json_patch(self, patch_json, setter=setter)
-        still_attached = {model for model in unsent if self.models.get_by_id(model.id) is model}
-        self.models._new_models |= still_attached
+        with _models_lock(self.models):
+            unsent = set(self.models._new_models)  # attached, never sent: the browser cannot have referred to them
+        with _attached_meanwhile_stay_new(self.models):
+            apply_json_patch(self, patch_json, setter=setter)
+        with _models_lock(self.models):
+            self.models._new_models |= {model for model in unsent if self.models._models.get(model.id) is model}
+
+    def to_json_keeping_late_models_new(self: Document, *args: Any, **kwargs: Any) -> Any:
+        with _attached_meanwhile_stay_new(self.models):
+            return to_json(self, *args, **kwargs)
+
+    def locked_recompute(self: DocumentModelManager) -> None:
+        with _models_lock(self):
+            watchers = self.__dict__.get("_oficina_watchers")
+            before = set(self._new_models) if watchers else None
+            recompute(self)
+            if watchers and before is not None:
+                attached = self._new_models - before
+                for watcher in watchers:
+                    watcher |= attached
+
+    def locked_flush_synced(self: DocumentModelManager, is_still_new: Any = None) -> None:
+        with _models_lock(self):
+            flush_synced(self, is_still_new)
 
     apply_and_keep_unsent.keeps_unsent_models_new = True  # type: ignore[attr-defined]
     Document.apply_json_patch = apply_and_keep_unsent  # type: ignore[method-assign]
+    Document.to_json = to_json_keeping_late_models_new  # type: ignore[method-assign]
+    DocumentModelManager.recompute = locked_recompute  # type: ignore[method-assign]
+    DocumentModelManager.flush_synced = locked_flush_synced  # type: ignore[method-assign]
 
 
 def _lock_state(lock: Any) -> str:

@@ -423,3 +423,64 @@ def test_a_patch_queued_while_panels_writer_finishes_is_written() -> None:
 
     written = run_in_own_thread(scenario)
     assert len(written) == 2 and "primeiro" in written[0] and "segundo" in written[1], written
+
+
+def _attach_from_a_thread(row: Any, model: Any, *, wait: float = 0.3) -> threading.Thread:
+    """What a pool thread does while the loop works on the same document: ``row`` gets ``model`` (attaching
+    it). Waits up to ``wait`` seconds for it, so a thread that can go on does so now."""
+    thread = threading.Thread(target=lambda: setattr(row, "children", [*row.children, model]))
+    thread.start()
+    thread.join(wait)
+    return thread
+
+
+def test_a_model_a_pool_thread_attaches_while_the_loop_makes_a_patch_stays_to_be_sent_in_full() -> None:
+    # Making a patch, the loop rebuilds the document's set of models not sent yet without those it sent; a model
+    # a pool thread attached meanwhile was lost from the set (or the rebuild failed, "Set changed size during
+    # iteration", and the patch with it) and later went out as a reference the page could not resolve.
+    from bokeh.models import Row
+
+    keep_unsent_models_new()
+    doc = Document()
+    row = Row(children=[])
+    doc.add_root(row)
+    doc.to_json()  # the browser's pull
+    row.children = [Div(text="enviado")]  # attached, to go in the patch being made
+    late = Div(text="Lido como UTF-8")
+    threads: list[threading.Thread] = []
+
+    def sent_in_this_patch(model: Any) -> bool:  # what the serializer answers, model by model
+        if not threads:
+            threads.append(_attach_from_a_thread(row, late))
+        return False
+
+    doc.models.flush_synced(lambda model: not sent_in_this_patch(model))
+    threads[0].join(5)
+    assert late in doc.models._new_models
+    sent = Protocol().create("PATCH-DOC", [ModelChangedEvent(doc, row, "children", row.children)]).content_json
+    assert f'"id":"{late.id}","attributes"' in sent.replace(" ", ""), sent  # the model itself, not a reference
+
+
+def test_a_model_attached_while_the_document_is_pulled_stays_to_be_sent_in_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pull serializes the document and then counts every model as sent: one a pool thread attached after the
+    # walk was counted too, and its first patch carried a bare reference.
+    from bokeh.document.models import DocumentModelManager
+    from bokeh.models import Row
+
+    keep_unsent_models_new()
+    doc = Document()
+    row = Row(children=[])
+    doc.add_root(row)
+    late = Div(text="Lido como UTF-8")
+    flush = DocumentModelManager.flush_synced
+
+    def walked_then_flushed(self: Any, *args: Any) -> None:  # the thread attaches between the walk and the count
+        _attach_from_a_thread(row, late).join(5)
+        flush(self, *args)
+
+    monkeypatch.setattr(DocumentModelManager, "flush_synced", walked_then_flushed)
+    pulled = doc.to_json()
+    monkeypatch.undo()
+    assert late.id not in str(pulled)  # the pull did not carry it
+    assert late in doc.models._new_models
