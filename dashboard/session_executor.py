@@ -305,12 +305,15 @@ def _models_lock(models: DocumentModelManager) -> threading.RLock:
 
 
 @contextlib.contextmanager
-def _attached_meanwhile_stay_new(models: DocumentModelManager) -> Iterator[None]:
+def _attached_meanwhile_stay_new(models: DocumentModelManager, *, unsent_too: bool = False) -> Iterator[None]:
     """Models attached while the block runs, by any thread, are still to be sent in full after it: the block
-    serializes the document or takes a browser's patch and then counts every model it saw as known."""
+    serializes the document or takes a browser's patch and then counts every model it saw as known. With
+    ``unsent_too``, so are those not sent when it began (a browser's patch cannot have referred to them)."""
     attached: set[Any] = set()
-    with _models_lock(models):
+    with _models_lock(models):  # one hold: no model is attached between the snapshot and the watching
         models.__dict__.setdefault("_oficina_watchers", []).append(attached)
+        if unsent_too:
+            attached |= models._new_models
     try:
         yield
     finally:
@@ -331,12 +334,8 @@ def keep_unsent_models_new() -> None:
     flush_synced = DocumentModelManager.flush_synced
 
     def apply_and_keep_unsent(self: Document, patch_json: Any, *, setter: Any = None) -> None:
-        with _models_lock(self.models):
-            unsent = set(self.models._new_models)  # attached, never sent: the browser cannot have referred to them
-        with _attached_meanwhile_stay_new(self.models):
+        with _attached_meanwhile_stay_new(self.models, unsent_too=True):
             apply_json_patch(self, patch_json, setter=setter)
-        with _models_lock(self.models):
-            self.models._new_models |= {model for model in unsent if self.models._models.get(model.id) is model}
 
     def to_json_keeping_late_models_new(self: Document, *args: Any, **kwargs: Any) -> Any:
         with _attached_meanwhile_stay_new(self.models):
