@@ -300,8 +300,10 @@ def write_queued_messages() -> None:
 
 
 def _models_lock(models: DocumentModelManager) -> threading.RLock:
-    """The lock of a document's bookkeeping of its models (which are attached, which were not sent yet)."""
-    return models.__dict__.setdefault("_oficina_lock", threading.RLock())
+    """The lock of a document's bookkeeping of its models (which are attached, which were not sent yet). Taken
+    on every recompute: made once per document (``setdefault`` keeps the first of two threads' locks)."""
+    lock = models.__dict__.get("_oficina_lock")
+    return lock if lock is not None else models.__dict__.setdefault("_oficina_lock", threading.RLock())
 
 
 @contextlib.contextmanager
