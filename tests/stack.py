@@ -188,13 +188,12 @@ class OficinaStack:
         self.page_logs[page] = PageLog(page)
         return page
 
-    def page_log(self, page: Any, lines: int = 40) -> str:
+    def page_log(self, page: Any, lines: int = 40, *, summary: bool = False) -> str:
+        """The last ``lines`` the page printed, threw and received, or with ``summary`` their counts."""
         log = self.page_logs.get(page)
-        return log.tail(lines) if log else "(a page this stack did not open)"
-
-    def page_log_summary(self, page: Any) -> str:
-        log = self.page_logs.get(page)
-        return log.summary() if log else "(a page this stack did not open)"
+        if log is None:
+            return "(a page this stack did not open)"
+        return log.summary() if summary else log.tail(lines)
 
     def login(self, page: Any, user: User, *, password: str = PASSWORD, next_path: str = "") -> None:
         page.goto(self.url("/login", **({"next": next_path} if next_path else {})))
@@ -280,15 +279,16 @@ def _squeezed(text: str) -> str:
     return "".join(text.split())
 
 
-def _where_texts_stop(page: Any, server_texts: str) -> list[str]:
+def _where_texts_stop(page: Any, server_texts: str, shown: str) -> list[str]:
     """Which of the server's texts for this page its browser document lacks (a patch that never came or was not
-    applied), and which the browser document has but the page does not show (a view that did not update)."""
+    applied), and which the browser document has but the page (``shown``) does not show (a view that did not
+    update)."""
     try:
         in_document = _squeezed(str(page.evaluate(_BROWSER_DOCUMENT_TEXTS)))
-        on_page = _squeezed(page_text(page, limit=1_000_000))
     except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure
         return [f"    the browser's document is unreadable ({type(exc).__name__})"]
-    texts = [t.strip() for t in server_texts.split(":", 1)[-1].split(" | ") if t.strip()]
+    on_page = _squeezed(shown)
+    texts = [t.strip() for t in server_texts.split(" | ") if t.strip()]
     texts = [t for t in texts if not t.startswith("(unreadable")]
     not_in_document = [t for t in texts if _squeezed(t) not in in_document]
     not_shown = [t for t in texts if _squeezed(t) in in_document and _squeezed(t) not in on_page]
@@ -296,29 +296,36 @@ def _where_texts_stop(page: Any, server_texts: str) -> list[str]:
             f"    in the browser's document, not on the page: {not_shown or 'none'}"[:600]]
 
 
-def diagnosis(stack: OficinaStack, page: Any, dump: str) -> str:
-    """A few lines that say where an update stopped: what the page's websocket did, which server log lines
-    came, and each page the server holds (its state, whose it is: this page's or another's)."""
-    mine = _EMAIL.search(page_text(page))
-    log = stack.log_tail(400_000)
+def server_pages(dump: str) -> list[tuple[str, str]]:
+    """The open pages of a ``SIGUSR1`` dump (``OficinaStack.thread_dump``): each page's state (``hold=...``) and
+    the texts its document holds on the server."""
+    lines = [line.strip() for line in dump.splitlines()]
+    return [(line.split(": ", 1)[-1], texts.split(": ", 1)[-1])
+            for line, texts in zip(lines, lines[1:], strict=False)
+            if line.startswith("document ") and texts.startswith("texts:")]
+
+
+def diagnosis(stack: OficinaStack, page: Any, dump: str, log: str, shown: str) -> str:
+    """A few lines that say where an update stopped: what the page's websocket did, which server ``log`` lines
+    came, and each page the server holds (its state, whose it is: this page's or another's). ``shown`` is the
+    page's text."""
+    mine = _EMAIL.search(shown)
     counts = ", ".join(f"{name} x{log.count(mark)}" for name, mark in _LOG_MARKS.items())
     first_error = next((line[:220] for line in log.splitlines() if _LOG_MARKS["errors"] in line), "")
-    pages, count = [], 0
-    lines = dump.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith("document ") and i + 1 < len(lines):
-            count += 1
-            owner = _EMAIL.search(lines[i + 1])
-            whose = "this page's" if mine and owner and owner.group() == mine.group() else (
-                owner.group() if owner else "nobody's")
-            pages.append(f"  {whose}: {line.strip().split(': ', 1)[-1][:200]}")
-            if whose == "this page's":
-                pages.append(f"    {lines[i + 1].strip()[:400]}")
-                pages.extend(_where_texts_stop(page, lines[i + 1]))
+    pages = server_pages(dump)
+    lines = []
+    for state, texts in pages:
+        owner = _EMAIL.search(texts)
+        whose = "this page's" if mine and owner and owner.group() == mine.group() else (
+            owner.group() if owner else "nobody's")
+        lines.append(f"  {whose}: {state[:200]}")
+        if whose == "this page's":
+            lines.append(f"    texts: {texts[:400]}")
+            lines.extend(_where_texts_stop(page, texts, shown))
     return "\n".join([
-        f"page: {page.url} of {mine.group() if mine else '(no user shown)'}; {stack.page_log_summary(page)}",
+        f"page: {page.url} of {mine.group() if mine else '(no user shown)'}; {stack.page_log(page, summary=True)}",
         f"server log: {counts}", *([f"server's first error: {first_error}"] if first_error else []),
-        f"server pages ({count}):", *pages])
+        f"server pages ({len(pages)}):", *lines])
 
 
 def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeout: float = 30_000) -> Any:
@@ -339,14 +346,15 @@ def wait_shown(stack: OficinaStack, page: Any, locator: Any, what: str, *, timeo
             late = "shown a second later: " + ("yes" if locator.is_visible() else "no")
         except Exception as exc:  # noqa: BLE001
             late = f"unreadable a second later ({type(exc).__name__})"
-        log = stack.log_tail(200_000)
+        log = stack.log_tail(400_000)
+        shown = page_text(page, limit=1_000_000)
         about_uploads = [line for line in log.splitlines() if "upload" in line.lower()]
-        print(f"page text: {page_text(page)!r}\nthe page's console, errors and websocket:\n{stack.page_log(page)}\n"
+        print(f"page text: {shown[:2000]!r}\nthe page's console, errors and websocket:\n{stack.page_log(page)}\n"
               "server log about uploads:\n" + "\n".join(about_uploads[-12:])
               + f"\nserver log:\n{log[-4000:]}\nserver threads and pages:\n{dump[-5000:]}")
         # from None: Playwright's timeout adds a long traceback that says no more than "not visible in time"
         raise AssertionError(f"{what} (not visible within {timeout / 1000:g} s; {late})\n"
-                             f"{diagnosis(stack, page, dump)}") from None
+                             f"{diagnosis(stack, page, dump, log, shown)}") from None
     return locator
 
 
@@ -476,4 +484,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 except Exception:  # noqa: BLE001 - a page that cannot be captured must not hide the failure
                     pass
     return report
-

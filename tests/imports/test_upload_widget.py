@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack import BOKEH_SOCKET, OficinaStack, running_stack, wait_for_app, wait_for_preview
+from tests.stack import BOKEH_SOCKET, OficinaStack, running_stack, server_pages, wait_for_app, wait_for_preview
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("imports-upload-widget")]
 
@@ -137,11 +137,10 @@ def _server_holds(stack: OficinaStack, page: Any, text: str, timeout: float = 30
     deadline = time.monotonic() + timeout
     while True:
         page.wait_for_timeout(300)
-        lines = stack.thread_dump().splitlines()
-        for i, line in enumerate(lines[1:], 1):
-            if line.strip().startswith("texts:") and text in line and "hold=None held_events=0" in lines[i - 1]:
-                return
-        assert time.monotonic() < deadline, f"no page on the server shows {text!r}:\n" + "\n".join(lines[-12:])
+        pages = server_pages(stack.thread_dump())
+        if any(text in texts and "hold=None held_events=0" in state for state, texts in pages):
+            return
+        assert time.monotonic() < deadline, f"no page on the server shows {text!r}: {pages}"
 
 
 def test_an_upload_that_ends_while_the_page_still_loads_gets_its_preview(stack: OficinaStack,
