@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from engine.brazil import format_cnj, make_cnj
 from engine.court.simulator import demo_token
-from tests.stack import free_port
+from tests.stack import free_port, wait_until
 from tests.worker_support import WorkerPool, oficina_command, settings_environ
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("court-worker")]
@@ -20,30 +19,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("court-worker")]
 
 def test_court_simulator_command_serves_the_api(sqlite_settings, tmp_path):
     port = free_port()
-    proc = subprocess.Popen(
-        [*oficina_command(), "court-simulator", "--port", str(port), "--latency-ms", "5"],
-        env=settings_environ(sqlite_settings),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "simulator.log"
+    with open(log_path, "wb") as log:  # a file, not a pipe: reading it never waits for the process to end
+        proc = subprocess.Popen(
+            [*oficina_command(), "court-simulator", "--port", str(port), "--latency-ms", "5"],
+            env=settings_environ(sqlite_settings),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
+
+        def up() -> bool:
+            assert proc.poll() is None, f"the simulator exited with {proc.returncode}:\n{log_path.read_text()}"
             try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{base}/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                exited = proc.poll()
-                proc.kill()  # first: its output ends only when it does
-                output = proc.communicate(timeout=10)[0].decode()
-                raise AssertionError(f"the simulator did not answer /health within 20 s "
-                                     f"({'exited with ' + str(exited) if exited is not None else 'still running'}):"
-                                     f"\n{output}")
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_until(up, timeout=20, what="the simulator's /health")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log_path.read_text()}") from None
         numero = make_cnj(10, 2020, 8, 26, 1)
         assert httpx.get(f"{base}/api/v2/processos/{numero}", timeout=5).status_code == 401
         ok = httpx.get(
