@@ -6,15 +6,16 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Histogram
-from sqlalchemy import Connection, Engine, Select, func, insert, select
+from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine.context import current_request_id
@@ -68,21 +69,40 @@ def insert_event(session: Session, **event: Any) -> None:
     session.execute(insert(AuditEvent), [_row(**event)])
 
 
-def write_committed(session: Session, **event: Any) -> None:
+@dataclass(frozen=True)
+class CopyTarget:
+    """A table the group writer can COPY rows into (``write_committed(together=...)``): its ``columns`` in
+    order, of which ``json_columns`` are sent as the JSON text SQLAlchemy would have sent."""
+
+    table: Table
+    columns: tuple[str, ...]
+    json_columns: frozenset[str] = frozenset()
+
+
+Entry = list[tuple[CopyTarget, dict[str, Any]]]  # one caller's rows, committed together
+
+
+def write_committed(session: Session, *, together: Sequence[tuple[CopyTarget, dict[str, Any]]] = (),
+                    **event: Any) -> None:
     """Audit a change that was not made in ``session``'s database (a draft kept in Redis): the row is
     committed in its own transaction before this returns (or, inside ``deferred_commits``, before the
     block's owner answers), in one COPY with the rows other threads are writing at the same moment (group
     commit), so a busy server pays one round trip for many events.
 
-    SQLite has one writer at a time, and the caller may hold it: there the row goes into ``session``'s
+    ``together``: rows of other tables (a draft's durable version) committed in the same transaction as this
+    audit row, all or none; they carry every column of their target, ``created_at`` included.
+
+    SQLite has one writer at a time, and the caller may hold it: there the rows go into ``session``'s
     transaction, as ``insert_event`` does."""
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
+        for target, extra in together:
+            session.execute(insert(target.table), [extra])
         insert_event(session, **event)
         return
     row = _row(**event)
     row["created_at"] = utcnow()
-    _write_grouped(bind.engine, row)
+    _write_grouped(bind.engine, [*together, (AUDIT_TARGET, row)])
 
 
 class GroupWriter:
@@ -95,7 +115,7 @@ class GroupWriter:
         self.engine = engine
         self.batch = batch
         self.idle = WRITER_IDLE_SECONDS if idle is None else idle
-        self.queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]]] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[Entry, Future[None]]] = queue.SimpleQueue()
         threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
 
     def _run(self) -> None:
@@ -116,40 +136,72 @@ class GroupWriter:
                     pending.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                # The connection is kept between batches (no pool check-out and ping each time); in
-                # autocommit, the batch's one COPY is atomic on its own and its only round trip.
-                if conn is None:
-                    conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                _copy_rows(conn, [row for row, _ in pending])
-            except BaseException as exc:  # every waiter gets the error; the writer goes on
-                if conn is not None:
-                    conn.invalidate()
-                    conn.close()
-                    conn = None
-                for _, done in pending:
-                    done.set_exception(exc)
-            else:
+            conn, error = self._commit(conn, pending)
+            if error is None:
                 BATCH_ROWS.observe(len(pending))
                 for _, done in pending:
                     done.set_result(None)
+            elif len(pending) == 1:
+                pending[0][1].set_exception(error)
+            else:
+                # One caller's bad row (a user deleted meanwhile, a value too long) must not fail the others
+                # of its batch: each is written alone, and only what fails on its own reports an error.
+                for entry in pending:
+                    conn, error = self._commit(conn, [entry])
+                    if error is None:
+                        BATCH_ROWS.observe(1)
+                        entry[1].set_result(None)
+                    else:
+                        entry[1].set_exception(error)
+
+    def _commit(self, conn: Connection | None,
+                pending: list[tuple[Entry, Future[None]]]) -> tuple[Connection | None, BaseException | None]:
+        """Write the entries of ``pending`` in one transaction: (the connection to keep, None) or, after a
+        failure, (None, the error), the connection dropped."""
+        try:
+            # The connection is kept between batches (no pool check-out and ping each time); in
+            # autocommit, a batch of one table is one COPY, atomic on its own and its only round trip.
+            if conn is None:
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            _copy_batch(conn, [entry for entry, _ in pending])
+        except BaseException as exc:  # the callers get the error; the writer goes on
+            if conn is not None:
+                conn.invalidate()
+                conn.close()
+            return None, exc
+        return conn, None
 
 
 _COPY_COLUMNS = ("created_at", "actor_id", "actor_label", "action", "entity_type", "entity_id", "before",
                  "after", "request_id", "source")
-
-
-def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert audit rows with one PostgreSQL ``COPY`` (a fifth of the CPU of a multi-row INSERT built by
-    SQLAlchemy; SQLite never gets here). JSON columns get the text SQLAlchemy would have sent."""
+AUDIT_TARGET = CopyTarget(AuditEvent.__table__, _COPY_COLUMNS, frozenset({"before", "after"}))
+def _copy_batch(conn: Connection, entries: list[Entry]) -> None:
+    """Insert the rows of ``entries`` with one PostgreSQL ``COPY`` per table (a fifth of the CPU of a
+    multi-row INSERT built by SQLAlchemy; SQLite never gets here), in one transaction when there are
+    several tables."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY audit_events ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+    tables: dict[str, tuple[CopyTarget, list[dict[str, Any]]]] = {}
+    for entry in entries:
+        for target, row in entry:
+            tables.setdefault(target.table.name, (target, []))[1].append(row)
+    if len(tables) == 1:
+        (target, rows), = tables.values()
+        _copy_rows(raw, target, rows)
+        return
+    with raw.transaction():
+        for target, rows in tables.values():
+            _copy_rows(raw, target, rows)
+
+
+def _copy_rows(raw: Any, target: CopyTarget, rows: list[dict[str, Any]]) -> None:
+    json_columns = target.json_columns
+    with raw.cursor() as cur, cur.copy(
+            f"COPY {target.table.name} ({', '.join(target.columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([
-                row["created_at"], row["actor_id"], row["actor_label"], row["action"], row["entity_type"],
-                row["entity_id"], None if row["before"] is None else json.dumps(row["before"]),
-                None if row["after"] is None else json.dumps(row["after"]), row["request_id"], row["source"],
+                (None if row[c] is None else json.dumps(row[c])) if c in json_columns else row[c]
+                for c in target.columns
             ])
 
 
@@ -176,14 +228,14 @@ def deferred_commits(into: list[Future[None]] | None = None) -> Iterator[list[Fu
         _deferred.reset(token)
 
 
-def _write_grouped(engine: Engine, row: dict[str, Any]) -> None:
+def _write_grouped(engine: Engine, entry: Entry) -> None:
     done: Future[None] = Future()
     ident = (os.getpid(), engine)  # a forked worker starts its own thread
     with _writers_lock:
         writer = _writers.get(ident)
         if writer is None:
             writer = _writers[ident] = GroupWriter(engine)
-        writer.queue.put((row, done))
+        writer.queue.put((entry, done))
     waits = _deferred.get()
     if waits is not None:
         waits.append(done)

@@ -21,6 +21,9 @@ migrated by the form's registered function when there is one, otherwise returned
 
 Durable versions (``DraftVersion``) are written on every step change and at most every
 ``SNAPSHOT_EVERY_SECONDS``, so a Redis restart loses at most that much; the author can list and restore them.
+For a draft kept in Redis, the version and the save's audit row are group-committed in one transaction
+(``audit.write_committed(together=...)``) before the answer; in the database store they are rows of the save's
+own transaction.
 Submitting creates the form's records and deletes the draft and its versions; the ``drafts_sweep`` job
 deletes expired drafts, old versions and expired survey progress.
 """
@@ -61,6 +64,7 @@ from engine.errors import (
 from engine.forms import Form
 from engine.jobs import JobContext, create_job, job_handler
 from engine.metrics import REGISTRY as METRICS_REGISTRY
+from engine.models import utcnow
 from engine.models.drafts import DraftVersion, QuarantinedDraft
 from engine.security import SYSTEM, is_admin, require, sign, verify_signature
 from engine.settings import Settings, get_settings
@@ -74,6 +78,12 @@ MAX_VERSIONS_LISTED = 50
 RATE_WINDOW_SECONDS = 60
 OBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SOURCES = ("web", "api", "script", "survey")
+# A durable version as the audit group writer copies it, with the save's audit row (drafts kept in Redis).
+VERSION_COPY = audit.CopyTarget(
+    DraftVersion.__table__,
+    ("user_id", "form_slug", "object_id", "payload", "hash", "reason", "created_at"),
+    frozenset({"payload"}),
+)
 
 # Prometheus, in the registry /metrics exports. Labels stay few: declared forms, fixed actions and outcomes.
 OPERATIONS = Counter(
@@ -614,33 +624,37 @@ def _write(
             data=data,
             step=step,
         )
-    # Core inserts in the caller's transaction (committed with it): no unit-of-work flush on the hot path.
+    event = {
+        "actor": actor,
+        "action": "draft.save",
+        "entity_type": "draft",
+        "entity_id": str(key),
+        "after": {"version": new_version, "step": step, "size": size, "source": meta["source"]},
+        "source": meta["source"],
+    }
+    version_row = None
     if result.snapshot_due or reason:
-        session.execute(
-            insert(DraftVersion),
-            [
-                {
-                    "user_id": key.user_id,
-                    "form_slug": key.form_slug,
-                    "object_id": key.object_id,
-                    "payload": payload,
-                    "hash": stored.signature,
-                    "reason": reason or result.snapshot,
-                }
-            ],
-        )
-    # The database store and a version row make this save a database transaction: its audit row goes in it.
-    # A save kept only in Redis is audited in its own group-committed transaction before the answer.
-    write_audit = audit.insert_event if (store.in_session or result.snapshot_due or reason) else audit.write_committed
-    write_audit(
-        session,
-        actor=actor,
-        action="draft.save",
-        entity_type="draft",
-        entity_id=str(key),
-        after={"version": new_version, "step": step, "size": size, "source": meta["source"]},
-        source=meta["source"],
-    )
+        version_row = {
+            "user_id": key.user_id,
+            "form_slug": key.form_slug,
+            "object_id": key.object_id,
+            "payload": payload,
+            "hash": stored.signature,
+            "reason": reason or result.snapshot,
+            "created_at": utcnow(),
+        }
+    if store.in_session:
+        # The draft is a row of this transaction: its version and audit rows go in it (Core inserts, no
+        # unit-of-work flush on the hot path).
+        if version_row is not None:
+            session.execute(insert(DraftVersion), [version_row])
+        audit.insert_event(session, **event)
+    else:
+        # A draft kept in Redis: its audit row, and its durable version when one is due, are group-committed
+        # in one transaction before the answer. A step change by many users at once costs one commit, not one
+        # session and one commit on an API thread each.
+        together = [(VERSION_COPY, version_row)] if version_row is not None else []
+        audit.write_committed(session, together=together, **event)
     state = DraftState(
         user_id=key.user_id,
         form_slug=form.slug,

@@ -128,3 +128,107 @@ def test_sqlite_writes_in_the_callers_transaction(sqlite_settings: Settings) -> 
         audit.write_committed(s, actor=Actor(), action="t.sqlite", entity_id="2")
         assert s.scalar(select(func.count()).select_from(AuditEvent)) >= 1
     assert [r.entity_id for r in _rows(sqlite_settings, "t.sqlite")] == ["2"]
+
+
+def _user(settings: Settings) -> int:
+    from engine import accounts
+    from engine.security import SYSTEM
+
+    with session_scope(settings) as s:
+        user, _ = accounts.create_user(s, actor=SYSTEM, email="versoes@oficina.test", role="staff",
+                                       password="senha-de-teste-123")
+        return user.id
+
+
+def _version(user_id: int, text_: str) -> dict:
+    from engine.models import utcnow
+
+    return {"user_id": user_id, "form_slug": "clientes", "object_id": "c1",
+            "payload": {"data": {"razao_social": text_}, "step": 1}, "hash": "h" * 64, "reason": "step",
+            "created_at": utcnow()}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(kind: str,
+                                                                                request: pytest.FixtureRequest) -> None:
+    """A draft's durable version goes with its save's audit row: both, or (a failing row) neither."""
+    from engine.drafts import VERSION_COPY
+    from engine.models.drafts import DraftVersion
+
+    settings = request.getfixturevalue("sqlite_settings" if kind == "sqlite" else "pg_settings")
+    user_id = _user(settings)
+    with session_scope(settings) as s:
+        audit.write_committed(s, together=[(VERSION_COPY, _version(user_id, "Ação & Cia"))], actor=Actor(),
+                              action="t.together", entity_id="ok")
+    with session_scope(settings) as s:
+        (version,) = s.scalars(select(DraftVersion)).all()
+        assert (version.user_id, version.reason, version.payload) == (
+            user_id, "step", {"data": {"razao_social": "Ação & Cia"}, "step": 1})
+        assert version.created_at.tzinfo is not None
+    assert [r.entity_id for r in _rows(settings, "t.together")] == ["ok"]
+    with pytest.raises(Exception, match="foreign key|FOREIGN KEY"):
+        with session_scope(settings) as s:
+            audit.write_committed(s, together=[(VERSION_COPY, _version(user_id + 1000, "Órfã"))],
+                                  actor=Actor(), action="t.together", entity_id="orphan")
+    if kind == "postgresql":  # (SQLite does not bound the length of a text column)
+        # The version is good and the audit row after it is not: the version is not kept either.
+        with pytest.raises(Exception, match="value too long|character varying"):
+            with session_scope(settings) as s:
+                audit.write_committed(s, together=[(VERSION_COPY, _version(user_id, "Sem auditoria"))],
+                                      actor=Actor(), action="t.together", entity_id="x" * 500)
+    assert [r.entity_id for r in _rows(settings, "t.together")] == ["ok"]
+    with session_scope(settings) as s:
+        assert s.scalar(select(func.count()).select_from(DraftVersion)) == 1
+
+
+def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer is held on a first batch while six callers queue; their batch fails on one row too long,
+    and each is then written alone: the five good ones commit and return, the bad one gets the error."""
+    import os
+
+    gate = threading.Event()
+    copy_batch = audit._copy_batch
+
+    def held(conn, entries):
+        if any(row.get("action") == "t.gate" for entry in entries for _, row in entry):
+            assert gate.wait(20)
+        return copy_batch(conn, entries)
+
+    monkeypatch.setattr(audit, "_copy_batch", held)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def write(entity_id: str) -> None:
+        try:
+            with session_scope(pg_settings) as s:
+                audit.write_committed(s, actor=Actor(), action="t.isolated", entity_id=entity_id)
+            outcomes[entity_id] = None
+        except Exception as exc:
+            outcomes[entity_id] = exc
+
+    def hold_the_writer() -> None:
+        with session_scope(pg_settings) as s:
+            audit.write_committed(s, actor=Actor(), action="t.gate", entity_id="gate")
+
+    first = threading.Thread(target=hold_the_writer)
+    first.start()
+    engine = get_engine(pg_settings)
+    deadline = time.monotonic() + 10
+    while (os.getpid(), engine) not in audit._writers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer = audit._writers[(os.getpid(), engine)]
+    names = ["bom-1", "bom-2", "x" * 500, "bom-3", "bom-4", "bom-5"]
+    threads = [threading.Thread(target=write, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    while writer.queue.qsize() < len(names) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.queue.qsize() == len(names)  # all six wait for one batch
+    gate.set()
+    for t in [first, *threads]:
+        t.join(20)
+    assert sorted(name for name, error in outcomes.items() if error is None) == [
+        "bom-1", "bom-2", "bom-3", "bom-4", "bom-5"]
+    assert outcomes["x" * 500] is not None
+    assert sorted(r.entity_id for r in _rows(pg_settings, "t.isolated")) == [
+        "bom-1", "bom-2", "bom-3", "bom-4", "bom-5"]

@@ -264,17 +264,17 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
     from engine.models import AuditEvent
 
     api = server.client(server.token_for("ana@oficina.test", role="staff"))
-    copy_rows = audit._copy_rows
+    copy_batch = audit._copy_batch
     delays: list[float] = []
 
-    def slow_copy(conn, rows):
+    def slow_copy(conn, entries):
         time.sleep(0.4)
         delays.append(0.4)
-        return copy_rows(conn, rows)
+        return copy_batch(conn, entries)
 
-    # The first save writes a durable version, so it is a database transaction that holds its audit row.
+    # The first save also writes a durable version (in the group writer's transaction with its audit row).
     assert api.post("/api/v1/drafts/save", json=body({"razao_social": "Primeira"}, version=0)).status_code == 200
-    monkeypatch.setattr(audit, "_copy_rows", slow_copy)
+    monkeypatch.setattr(audit, "_copy_batch", slow_copy)
     started = time.monotonic()
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Auditada"}, version=1))
     elapsed = time.monotonic() - started
@@ -288,25 +288,25 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
     else:
         assert delays and elapsed >= 0.4
 
-    def broken_copy(conn, rows):
+    def broken_copy(conn, entries):
         raise RuntimeError("audit table unavailable")
 
-    monkeypatch.setattr(audit, "_copy_rows", broken_copy)
+    monkeypatch.setattr(audit, "_copy_batch", broken_copy)
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Sem auditoria"}, version=2))
     if store.in_session:
         assert r.status_code == 200
     else:
         assert r.status_code == 500 and r.json()["error"] == "internal"
         # The draft itself was saved (as before the audit); nothing typed is lost.
-        monkeypatch.setattr(audit, "_copy_rows", copy_rows)
+        monkeypatch.setattr(audit, "_copy_batch", copy_batch)
         loaded = api.get("/api/v1/drafts/load", params=Q).json()
         assert loaded["payload"]["data"]["razao_social"] == "Sem auditoria"
 
 
 def test_a_save_touches_the_database_only_for_what_it_writes_there(server, store, monkeypatch):
-    """A save kept in Redis whose audit row goes through the group writer needs no session of its own (opening
-    and closing one is a measurable share of the save); one that writes a durable version, or the database
-    store, opens one and commits in it."""
+    """A save kept in Redis needs no session of its own (opening and closing one is a measurable share of the
+    save): its audit row, and its durable version on a step change, go through the group writer. The
+    database store opens one per save and commits the draft, its version and its audit row in it."""
     from sqlalchemy import func, select
 
     import dashboard.api.base as api_base
@@ -330,9 +330,13 @@ def test_a_save_touches_the_database_only_for_what_it_writes_there(server, store
     assert len(opened) == (1 if store.in_session else 0)
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Três"}, version=2, step=1))  # a new step
     assert r.status_code == 200, r.text
-    assert len(opened) == (2 if store.in_session else 1)
+    assert len(opened) == (2 if store.in_session else 0)
     with session_scope(server.settings) as s:
-        versions = s.scalar(select(func.count()).select_from(DraftVersion))
+        versions = s.scalars(select(DraftVersion).order_by(DraftVersion.id)).all()
         saves = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save")).all()
-    assert versions == 2  # the first save's and the step change's
+        assert s.scalar(select(func.count()).select_from(DraftVersion)) == 2
+    # The first save's and the step change's, whole, with their reasons: what "Versões" lists and restores.
+    assert [(v.reason, v.payload["version"], v.payload["step"], v.payload["data"]["razao_social"])
+            for v in versions] == [("first", 1, 0, "Um"), ("step", 3, 1, "Três")]
+    assert all(v.created_at.tzinfo is not None and v.hash for v in versions)
     assert sorted(e.after["version"] for e in saves) == [1, 2, 3]
