@@ -187,11 +187,12 @@ def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
     and each is then written alone: the five good ones commit and return, the bad one gets the error."""
     import os
 
-    gate = threading.Event()
+    gate, holding = threading.Event(), threading.Event()
     copy_batch = audit._copy_batch
 
     def held(conn, entries):
         if any(row.get("action") == "t.gate" for entry in entries for _, row in entry):
+            holding.set()
             assert gate.wait(20)
         return copy_batch(conn, entries)
 
@@ -212,11 +213,9 @@ def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
 
     first = threading.Thread(target=hold_the_writer)
     first.start()
-    engine = get_engine(pg_settings)
+    assert holding.wait(10)  # the writer has taken its first batch and waits in it
+    writer = audit._writers[(os.getpid(), get_engine(pg_settings))]
     deadline = time.monotonic() + 10
-    while (os.getpid(), engine) not in audit._writers and time.monotonic() < deadline:
-        time.sleep(0.01)
-    writer = audit._writers[(os.getpid(), engine)]
     names = ["bom-1", "bom-2", "x" * 500, "bom-3", "bom-4", "bom-5"]
     threads = [threading.Thread(target=write, args=(name,)) for name in names]
     for t in threads:
