@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from prometheus_client import Histogram
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.context import current_request_id
@@ -145,14 +147,20 @@ class GroupWriter:
                 pending[0][1].set_exception(error)
             else:
                 # One caller's bad row (a user deleted meanwhile, a value too long) must not fail the others
-                # of its batch: each is written alone, and only what fails on its own reports an error.
-                for entry in pending:
+                # of its batch: each is written alone, and only what fails on its own reports an error. When
+                # the database itself is unreachable, the rest fail with that error at once instead of each
+                # waiting for a connection of its own.
+                for i, entry in enumerate(pending):
                     conn, error = self._commit(conn, [entry])
                     if error is None:
                         BATCH_ROWS.observe(1)
                         entry[1].set_result(None)
-                    else:
-                        entry[1].set_exception(error)
+                        continue
+                    entry[1].set_exception(error)
+                    if _unreachable(error):
+                        for _, done in pending[i + 1:]:
+                            done.set_exception(error)
+                        break
 
     def _commit(self, conn: Connection | None,
                 pending: list[tuple[Entry, Future[None]]]) -> tuple[Connection | None, BaseException | None]:
@@ -172,9 +180,16 @@ class GroupWriter:
         return conn, None
 
 
+def _unreachable(error: BaseException) -> bool:
+    """The database could not be reached (no connection, or it was lost), as opposed to a row it refused."""
+    return isinstance(error, (OperationalError, psycopg.OperationalError))
+
+
 _COPY_COLUMNS = ("created_at", "actor_id", "actor_label", "action", "entity_type", "entity_id", "before",
                  "after", "request_id", "source")
 AUDIT_TARGET = CopyTarget(AuditEvent.__table__, _COPY_COLUMNS, frozenset({"before", "after"}))
+
+
 def _copy_batch(conn: Connection, entries: list[Entry]) -> None:
     """Insert the rows of ``entries`` with one PostgreSQL ``COPY`` per table (a fifth of the CPU of a
     multi-row INSERT built by SQLAlchemy; SQLite never gets here), in one transaction when there are

@@ -181,10 +181,11 @@ def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(ki
         assert s.scalar(select(func.count()).select_from(DraftVersion)) == 1
 
 
-def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer is held on a first batch while six callers queue; their batch fails on one row too long,
-    and each is then written alone: the five good ones commit and return, the bad one gets the error."""
+def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[str],
+               on_batch=None) -> tuple[dict[str, BaseException | None], audit.GroupWriter]:
+    """Callers writing ``t.isolated`` rows with ``names`` as entity ids, all queued while the writer is held
+    on a first batch, so that they reach it as one batch (``on_batch(entries)`` runs before each COPY
+    after that): each caller's outcome (None or its error), and the writer."""
     import os
 
     gate, holding = threading.Event(), threading.Event()
@@ -194,6 +195,8 @@ def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
         if any(row.get("action") == "t.gate" for entry in entries for _, row in entry):
             holding.set()
             assert gate.wait(20)
+        elif on_batch is not None:
+            on_batch(entries)
         return copy_batch(conn, entries)
 
     monkeypatch.setattr(audit, "_copy_batch", held)
@@ -201,33 +204,75 @@ def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
 
     def write(entity_id: str) -> None:
         try:
-            with session_scope(pg_settings) as s:
+            with session_scope(settings) as s:
                 audit.write_committed(s, actor=Actor(), action="t.isolated", entity_id=entity_id)
             outcomes[entity_id] = None
         except Exception as exc:
             outcomes[entity_id] = exc
 
     def hold_the_writer() -> None:
-        with session_scope(pg_settings) as s:
+        with session_scope(settings) as s:
             audit.write_committed(s, actor=Actor(), action="t.gate", entity_id="gate")
 
     first = threading.Thread(target=hold_the_writer)
     first.start()
     assert holding.wait(10)  # the writer has taken its first batch and waits in it
-    writer = audit._writers[(os.getpid(), get_engine(pg_settings))]
+    writer = audit._writers[(os.getpid(), get_engine(settings))]
     deadline = time.monotonic() + 10
-    names = ["bom-1", "bom-2", "x" * 500, "bom-3", "bom-4", "bom-5"]
     threads = [threading.Thread(target=write, args=(name,)) for name in names]
     for t in threads:
         t.start()
     while writer.queue.qsize() < len(names) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert writer.queue.qsize() == len(names)  # all six wait for one batch
+    assert writer.queue.qsize() == len(names)  # all of them wait for one batch
     gate.set()
     for t in [first, *threads]:
         t.join(20)
+    assert sorted(outcomes) == sorted(names)  # every caller got its answer
+    return outcomes, writer
+
+
+def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six callers reach the writer as one batch, which fails on one row too long; each is then written
+    alone: the five good ones commit and return, the bad one gets the error."""
+    names = ["bom-1", "bom-2", "x" * 500, "bom-3", "bom-4", "bom-5"]
+    outcomes, _ = _one_batch(pg_settings, monkeypatch, names)
     assert sorted(name for name, error in outcomes.items() if error is None) == [
         "bom-1", "bom-2", "bom-3", "bom-4", "bom-5"]
     assert outcomes["x" * 500] is not None
     assert sorted(r.entity_id for r in _rows(pg_settings, "t.isolated")) == [
         "bom-1", "bom-2", "bom-3", "bom-4", "bom-5"]
+
+
+def test_when_the_database_is_gone_a_batch_fails_at_once(pg_settings: Settings,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch's connection is lost and no new one can be made: every caller gets the error after one
+    attempt to reconnect, not one attempt (and its timeout) each; the writer works again afterwards."""
+    import os
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    real_engine = get_engine(pg_settings)
+    attempts: list[int] = []
+
+    class Unreachable:
+        def connect(self):
+            attempts.append(1)
+            raise OperationalError("connect", {}, Exception("connection refused"))
+
+    def lost(entries):
+        audit._writers[(os.getpid(), real_engine)].engine = Unreachable()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    names = [f"perdido-{i}" for i in range(6)]
+    outcomes, writer = _one_batch(pg_settings, monkeypatch, names, on_batch=lost)
+    writer.engine = real_engine
+    assert all(isinstance(outcomes[name], (OperationalError, psycopg.OperationalError)) for name in names)
+    assert len(attempts) == 1
+    assert _rows(pg_settings, "t.isolated") == []
+    monkeypatch.undo()
+    with session_scope(pg_settings) as s:
+        audit.write_committed(s, actor=Actor(), action="t.isolated", entity_id="de-volta")
+    assert [r.entity_id for r in _rows(pg_settings, "t.isolated")] == ["de-volta"]
