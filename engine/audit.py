@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 from prometheus_client import Histogram
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.context import current_request_id
@@ -143,13 +142,10 @@ class GroupWriter:
                 BATCH_ROWS.observe(len(pending))
                 for _, done in pending:
                     done.set_result(None)
-            elif len(pending) == 1:
-                pending[0][1].set_exception(error)
-            else:
+            elif len(pending) > 1 and _refused(error):
                 # One caller's bad row (a user deleted meanwhile, a value too long) must not fail the others
-                # of its batch: each is written alone, and only what fails on its own reports an error. When
-                # the database itself is unreachable, the rest fail with that error at once instead of each
-                # waiting for a connection of its own.
+                # of its batch, which was rolled back: each is written alone, and only what fails on its own
+                # reports an error. Anything else that fails meanwhile fails the rest at once.
                 for i, entry in enumerate(pending):
                     conn, error = self._commit(conn, [entry])
                     if error is None:
@@ -157,15 +153,20 @@ class GroupWriter:
                         entry[1].set_result(None)
                         continue
                     entry[1].set_exception(error)
-                    if _unreachable(error):
+                    if not _refused(error):
                         for _, done in pending[i + 1:]:
                             done.set_exception(error)
                         break
+            else:
+                # Not a refusal: a lost connection (whose batch may or may not have been committed: writing it
+                # again could double it), a timeout, the database down. Every caller gets the error.
+                for _, done in pending:
+                    done.set_exception(error)
 
     def _commit(self, conn: Connection | None,
                 pending: list[tuple[Entry, Future[None]]]) -> tuple[Connection | None, BaseException | None]:
         """Write the entries of ``pending`` in one transaction: (the connection to keep, None) or, after a
-        failure, (None, the error), the connection dropped."""
+        failure, (the connection to keep, the error): None after anything but a refused row."""
         try:
             # The connection is kept between batches (no pool check-out and ping each time); in
             # autocommit, a batch of one table is one COPY, atomic on its own and its only round trip.
@@ -173,6 +174,8 @@ class GroupWriter:
                 conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             _copy_batch(conn, [entry for entry, _ in pending])
         except BaseException as exc:  # the callers get the error; the writer goes on
+            if conn is not None and _refused(exc):
+                return conn, exc  # rolled back, and the connection is idle again
             if conn is not None:
                 conn.invalidate()
                 conn.close()
@@ -180,9 +183,9 @@ class GroupWriter:
         return conn, None
 
 
-def _unreachable(error: BaseException) -> bool:
-    """The database could not be reached (no connection, or it was lost), as opposed to a row it refused."""
-    return isinstance(error, (OperationalError, psycopg.OperationalError))
+def _refused(error: BaseException) -> bool:
+    """The database refused a row (bad data, a broken constraint) and rolled its transaction back."""
+    return isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
 
 
 _COPY_COLUMNS = ("created_at", "actor_id", "actor_label", "action", "entity_type", "entity_id", "before",

@@ -181,11 +181,12 @@ def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(ki
         assert s.scalar(select(func.count()).select_from(DraftVersion)) == 1
 
 
-def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[str],
-               on_batch=None) -> tuple[dict[str, BaseException | None], audit.GroupWriter]:
-    """Callers writing ``t.isolated`` rows with ``names`` as entity ids, all queued while the writer is held
-    on a first batch, so that they reach it as one batch (``on_batch(entries)`` runs before each COPY
-    after that): each caller's outcome (None or its error), and the writer."""
+def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[str], on_batch=None,
+               together=None) -> tuple[dict[str, BaseException | None], audit.GroupWriter]:
+    """Callers writing ``t.isolated`` rows with ``names`` as entity ids (and ``together(name)`` with each),
+    all queued while the writer is held on a first batch, so that they reach it as one batch
+    (``on_batch(entries)`` runs before each COPY after that): each caller's outcome (None or its error),
+    and the writer."""
     import os
 
     gate, holding = threading.Event(), threading.Event()
@@ -205,7 +206,8 @@ def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[
     def write(entity_id: str) -> None:
         try:
             with session_scope(settings) as s:
-                audit.write_committed(s, actor=Actor(), action="t.isolated", entity_id=entity_id)
+                audit.write_committed(s, together=together(entity_id) if together else (), actor=Actor(),
+                                      action="t.isolated", entity_id=entity_id)
             outcomes[entity_id] = None
         except Exception as exc:
             outcomes[entity_id] = exc
@@ -245,34 +247,61 @@ def test_a_bad_row_in_a_batch_fails_only_its_own_caller(pg_settings: Settings,
         "bom-1", "bom-2", "bom-3", "bom-4", "bom-5"]
 
 
-def test_when_the_database_is_gone_a_batch_fails_at_once(pg_settings: Settings,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The batch's connection is lost and no new one can be made: every caller gets the error after one
-    attempt to reconnect, not one attempt (and its timeout) each; the writer works again afterwards."""
-    import os
+def test_a_bad_version_in_a_batch_fails_only_its_own_save(pg_settings: Settings,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saves with versions (two tables, one transaction per batch): one version whose user is gone makes the
+    batch fail; the others are written alone, each version with its audit row, and the orphan has neither."""
+    from engine.drafts import VERSION_COPY
+    from engine.models.drafts import DraftVersion
 
+    user_id = _user(pg_settings)
+    names = ["v-1", "v-2", "orfa", "v-3"]
+    outcomes, _ = _one_batch(pg_settings, monkeypatch, names, together=lambda name: [
+        (VERSION_COPY, _version(user_id + 1000 if name == "orfa" else user_id, name))])
+    assert [name for name in names if outcomes[name] is not None] == ["orfa"]
+    assert sorted(r.entity_id for r in _rows(pg_settings, "t.isolated")) == ["v-1", "v-2", "v-3"]
+    with session_scope(pg_settings) as s:
+        kept = s.scalars(select(DraftVersion)).all()
+    assert sorted(v.payload["data"]["razao_social"] for v in kept) == ["v-1", "v-2", "v-3"]
+
+
+def test_a_lost_connection_fails_its_batch_and_writes_nothing_twice(pg_settings: Settings,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose connection is lost may or may not have been committed: its callers get the error, and
+    nothing is written again (no second attempt, no reconnect); the writer works again afterwards."""
     import psycopg
-    from sqlalchemy.exc import OperationalError
 
-    real_engine = get_engine(pg_settings)
     attempts: list[int] = []
 
-    class Unreachable:
-        def connect(self):
-            attempts.append(1)
-            raise OperationalError("connect", {}, Exception("connection refused"))
-
     def lost(entries):
-        audit._writers[(os.getpid(), real_engine)].engine = Unreachable()
+        attempts.append(len(entries))
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     names = [f"perdido-{i}" for i in range(6)]
-    outcomes, writer = _one_batch(pg_settings, monkeypatch, names, on_batch=lost)
-    writer.engine = real_engine
-    assert all(isinstance(outcomes[name], (OperationalError, psycopg.OperationalError)) for name in names)
-    assert len(attempts) == 1
-    assert _rows(pg_settings, "t.isolated") == []
+    outcomes, _ = _one_batch(pg_settings, monkeypatch, names, on_batch=lost)
+    assert all(isinstance(outcomes[name], psycopg.OperationalError) for name in names)
+    assert attempts == [6]
     monkeypatch.undo()
     with session_scope(pg_settings) as s:
         audit.write_committed(s, actor=Actor(), action="t.isolated", entity_id="de-volta")
     assert [r.entity_id for r in _rows(pg_settings, "t.isolated")] == ["de-volta"]
+
+
+def test_a_connection_lost_while_retrying_fails_the_rest_at_once(pg_settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is refused for one bad row, and the first caller's retry loses the connection: the callers
+    not tried yet get that error at once."""
+    import psycopg
+
+    attempts: list[int] = []
+
+    def lost_on_retry(entries):
+        attempts.append(len(entries))
+        if len(attempts) == 2:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    names = ["primeiro", "x" * 500, "terceiro", "quarto"]
+    outcomes, _ = _one_batch(pg_settings, monkeypatch, names, on_batch=lost_on_retry)
+    assert attempts == [4, 1]
+    assert all(isinstance(outcomes[name], psycopg.OperationalError) for name in names if name != "x" * 500)
+    assert _rows(pg_settings, "t.isolated") == []
