@@ -203,6 +203,22 @@ def canonical(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def stable_numbers(value: Any) -> Any:
+    """``value`` with the floats that PostgreSQL's JSONB would write differently replaced by equal numbers it
+    writes back as they are: ``-0.0`` by ``0.0`` and integral floats written with an exponent (``1e16``) by
+    ints. A durable version is signed over its canonical JSON and read back from JSONB; without this, such a
+    value would fail the check on restore as if the version had been tampered with."""
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        return int(value) if "e+" in repr(value) else value
+    if isinstance(value, dict):
+        return {k: stable_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [stable_numbers(v) for v in value]
+    return value
+
+
 def signature_for(settings: Settings, key: DraftKey | str, body: str) -> str:
     return sign(settings.secret_key, f"{key}\n{body}".encode(), purpose=PURPOSE)
 
@@ -549,6 +565,7 @@ def _write(
     rate_limited: bool,
     reason: str | None,
 ) -> DraftState:
+    data = stable_numbers(data)
     fields_status, errors = form.check_partial(data)
     now = time.time()
     new_version = expected_version + 1

@@ -438,6 +438,25 @@ class TestDraftStores:
                 settings=draft_settings,
             )
 
+    def test_a_version_with_numbers_the_database_rewrites_still_restores(self, draft_settings, users, store):
+        """PostgreSQL's JSONB writes 1e16 as 10000000000000000 and -0.0 as 0.0: a version holding such a value
+        (kept as typed, marked invalid when out of bounds) must still pass its integrity check and restore,
+        not be taken for tampered."""
+        author = users["autor"]
+        for n, valor in enumerate([1e16, -0.0, 2.5e20, 1.5e-7, 1234.56]):
+            object_id = f"numero-{n}"
+            data = {"descricao": "Números", "valor": valor}
+            saved = save(draft_settings, author, data, version=0, form_slug="financeiro", object_id=object_id)
+            with session_scope(draft_settings) as s:
+                (first,) = drafts.list_versions(s, actor=author, form_slug="financeiro", object_id=object_id)
+                restored = drafts.restore_version(
+                    s, actor=author, form_slug="financeiro", object_id=object_id, version_id=first.id,
+                    version=saved.version, settings=draft_settings,
+                )
+            assert restored.data == data, valor
+            loaded = load(draft_settings, author, form_slug="financeiro", object_id=object_id)
+            assert loaded.data == data and loaded.version == saved.version + 1, valor
+
     def test_a_durable_version_is_written_at_most_every_interval(
         self, draft_settings, users, store, monkeypatch
     ):
