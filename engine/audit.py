@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -10,13 +11,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from prometheus_client import Histogram
-from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
+from sqlalchemy import JSON, Connection, Engine, Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine.context import current_request_id
@@ -70,20 +70,10 @@ def insert_event(session: Session, **event: Any) -> None:
     session.execute(insert(AuditEvent), [_row(**event)])
 
 
-@dataclass(frozen=True)
-class CopyTarget:
-    """A table the group writer can COPY rows into (``write_committed(together=...)``): its ``columns`` in
-    order, of which ``json_columns`` are sent as the JSON text SQLAlchemy would have sent."""
-
-    table: Table
-    columns: tuple[str, ...]
-    json_columns: frozenset[str] = frozenset()
+Entry = list[tuple[Table, dict[str, Any]]]  # one caller's rows, committed together
 
 
-Entry = list[tuple[CopyTarget, dict[str, Any]]]  # one caller's rows, committed together
-
-
-def write_committed(session: Session, *, together: Sequence[tuple[CopyTarget, dict[str, Any]]] = (),
+def write_committed(session: Session, *, together: Sequence[tuple[Table, dict[str, Any]]] = (),
                     **event: Any) -> None:
     """Audit a change that was not made in ``session``'s database (a draft kept in Redis): the row is
     committed in its own transaction before this returns (or, inside ``deferred_commits``, before the
@@ -91,19 +81,20 @@ def write_committed(session: Session, *, together: Sequence[tuple[CopyTarget, di
     commit), so a busy server pays one round trip for many events.
 
     ``together``: rows of other tables (a draft's durable version) committed in the same transaction as this
-    audit row, all or none; they carry every column of their target, ``created_at`` included.
+    audit row, all or none; they carry every column of their table but its generated key, ``created_at``
+    included.
 
     SQLite has one writer at a time, and the caller may hold it: there the rows go into ``session``'s
     transaction, as ``insert_event`` does."""
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        for target, extra in together:
-            session.execute(insert(target.table), [extra])
+        for table, extra in together:
+            session.execute(insert(table), [extra])
         insert_event(session, **event)
         return
     row = _row(**event)
     row["created_at"] = utcnow()
-    _write_grouped(bind.engine, [*together, (AUDIT_TARGET, row)])
+    _write_grouped(bind.engine, [*together, (AuditEvent.__table__, row)])
 
 
 class GroupWriter:
@@ -158,8 +149,9 @@ class GroupWriter:
                             done.set_exception(error)
                         break
             else:
-                # Not a refusal: a lost connection (whose batch may or may not have been committed: writing it
-                # again could double it), a timeout, the database down. Every caller gets the error.
+                # A caller alone in its batch, or not a refusal: a lost connection (whose batch may or may not
+                # have been committed: writing it again could double it), a timeout, the database down. Every
+                # caller gets the error.
                 for _, done in pending:
                     done.set_exception(error)
 
@@ -188,9 +180,12 @@ def _refused(error: BaseException) -> bool:
     return isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
 
 
-_COPY_COLUMNS = ("created_at", "actor_id", "actor_label", "action", "entity_type", "entity_id", "before",
-                 "after", "request_id", "source")
-AUDIT_TARGET = CopyTarget(AuditEvent.__table__, _COPY_COLUMNS, frozenset({"before", "after"}))
+@functools.cache
+def _copy_columns(table: Table) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The columns a COPY into ``table`` fills (all but its generated primary key), and those of them sent as
+    the JSON text SQLAlchemy would have sent."""
+    columns = tuple(c.name for c in table.columns if c is not table.autoincrement_column)
+    return columns, frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
 
 
 def _copy_batch(conn: Connection, entries: list[Entry]) -> None:
@@ -199,27 +194,26 @@ def _copy_batch(conn: Connection, entries: list[Entry]) -> None:
     several tables."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    tables: dict[str, tuple[CopyTarget, list[dict[str, Any]]]] = {}
+    tables: dict[Table, list[dict[str, Any]]] = {}
     for entry in entries:
-        for target, row in entry:
-            tables.setdefault(target.table.name, (target, []))[1].append(row)
+        for table, row in entry:
+            tables.setdefault(table, []).append(row)
     if len(tables) == 1:
-        (target, rows), = tables.values()
-        _copy_rows(raw, target, rows)
+        ((table, rows),) = tables.items()
+        _copy_rows(raw, table, rows)
         return
     with raw.transaction():
-        for target, rows in tables.values():
-            _copy_rows(raw, target, rows)
+        for table, rows in tables.items():
+            _copy_rows(raw, table, rows)
 
 
-def _copy_rows(raw: Any, target: CopyTarget, rows: list[dict[str, Any]]) -> None:
-    json_columns = target.json_columns
-    with raw.cursor() as cur, cur.copy(
-            f"COPY {target.table.name} ({', '.join(target.columns)}) FROM STDIN") as copy:
+def _copy_rows(raw: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    columns, json_columns = _copy_columns(table)
+    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([
                 (None if row[c] is None else json.dumps(row[c])) if c in json_columns else row[c]
-                for c in target.columns
+                for c in columns
             ])
 
 

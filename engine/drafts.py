@@ -78,12 +78,6 @@ MAX_VERSIONS_LISTED = 50
 RATE_WINDOW_SECONDS = 60
 OBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SOURCES = ("web", "api", "script", "survey")
-# A durable version as the audit group writer copies it, with the save's audit row (drafts kept in Redis).
-VERSION_COPY = audit.CopyTarget(
-    DraftVersion.__table__,
-    ("user_id", "form_slug", "object_id", "payload", "hash", "reason", "created_at"),
-    frozenset({"payload"}),
-)
 
 # Prometheus, in the registry /metrics exports. Labels stay few: declared forms, fixed actions and outcomes.
 OPERATIONS = Counter(
@@ -670,7 +664,7 @@ def _write(
         # A draft kept in Redis: its audit row, and its durable version when one is due, are group-committed
         # in one transaction before the answer. A step change by many users at once costs one commit, not one
         # session and one commit on an API thread each.
-        together = [(VERSION_COPY, version_row)] if version_row is not None else []
+        together = [(DraftVersion.__table__, version_row)] if version_row is not None else []
         audit.write_committed(session, together=together, **event)
     state = DraftState(
         user_id=key.user_id,

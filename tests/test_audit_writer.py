@@ -1,5 +1,7 @@
 """audit.write_committed: an audit row for a change kept outside the database (drafts in Redis) is committed
-before the call returns, many callers share one COPY, failures reach every waiter, SQLite stays in-session."""
+before the call returns, many callers share one COPY, rows written together (a draft's version) commit with it or
+not at all, a refused row fails only its own caller, a lost connection fails its whole batch once, SQLite stays
+in-session."""
 
 from __future__ import annotations
 
@@ -152,13 +154,12 @@ def _version(user_id: int, text_: str) -> dict:
 def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(kind: str,
                                                                                 request: pytest.FixtureRequest) -> None:
     """A draft's durable version goes with its save's audit row: both, or (a failing row) neither."""
-    from engine.drafts import VERSION_COPY
     from engine.models.drafts import DraftVersion
 
     settings = request.getfixturevalue("sqlite_settings" if kind == "sqlite" else "pg_settings")
     user_id = _user(settings)
     with session_scope(settings) as s:
-        audit.write_committed(s, together=[(VERSION_COPY, _version(user_id, "Ação & Cia"))], actor=Actor(),
+        audit.write_committed(s, together=[(DraftVersion.__table__, _version(user_id, "Ação & Cia"))], actor=Actor(),
                               action="t.together", entity_id="ok")
     with session_scope(settings) as s:
         (version,) = s.scalars(select(DraftVersion)).all()
@@ -168,13 +169,13 @@ def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(ki
     assert [r.entity_id for r in _rows(settings, "t.together")] == ["ok"]
     with pytest.raises(Exception, match="foreign key|FOREIGN KEY"):
         with session_scope(settings) as s:
-            audit.write_committed(s, together=[(VERSION_COPY, _version(user_id + 1000, "Órfã"))],
+            audit.write_committed(s, together=[(DraftVersion.__table__, _version(user_id + 1000, "Órfã"))],
                                   actor=Actor(), action="t.together", entity_id="orphan")
     if kind == "postgresql":  # (SQLite does not bound the length of a text column)
         # The version is good and the audit row after it is not: the version is not kept either.
         with pytest.raises(Exception, match="value too long|character varying"):
             with session_scope(settings) as s:
-                audit.write_committed(s, together=[(VERSION_COPY, _version(user_id, "Sem auditoria"))],
+                audit.write_committed(s, together=[(DraftVersion.__table__, _version(user_id, "Sem auditoria"))],
                                       actor=Actor(), action="t.together", entity_id="x" * 500)
     assert [r.entity_id for r in _rows(settings, "t.together")] == ["ok"]
     with session_scope(settings) as s:
@@ -251,13 +252,12 @@ def test_a_bad_version_in_a_batch_fails_only_its_own_save(pg_settings: Settings,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Saves with versions (two tables, one transaction per batch): one version whose user is gone makes the
     batch fail; the others are written alone, each version with its audit row, and the orphan has neither."""
-    from engine.drafts import VERSION_COPY
     from engine.models.drafts import DraftVersion
 
     user_id = _user(pg_settings)
     names = ["v-1", "v-2", "orfa", "v-3"]
     outcomes, _ = _one_batch(pg_settings, monkeypatch, names, together=lambda name: [
-        (VERSION_COPY, _version(user_id + 1000 if name == "orfa" else user_id, name))])
+        (DraftVersion.__table__, _version(user_id + 1000 if name == "orfa" else user_id, name))])
     assert [name for name in names if outcomes[name] is not None] == ["orfa"]
     assert sorted(r.entity_id for r in _rows(pg_settings, "t.isolated")) == ["v-1", "v-2", "v-3"]
     with session_scope(pg_settings) as s:
