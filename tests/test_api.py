@@ -219,7 +219,8 @@ def test_list_filters_paging_and_bad_parameters(server: LiveServer) -> None:
     assert [j["id"] for j in window.json()["items"]] == [ids[2], ids[1]]
 
     for bad in ("status=perdido", "limit=0", "limit=201", "offset=-1", "limit=abc", "since=ontem",
-                "stauts=failed", "status=failed&status=queued", "owner_id=99999999999999", "kind=" + "k" * 51):
+                "stauts=failed", "status=failed&status=queued", "owner_id=99999999999999", "kind=" + "k" * 51,
+                "kind=back%00up"):
         response = admin.get(f"/api/v1/jobs?{bad}")
         assert response.status_code == 422, bad
         body = response.json()
@@ -470,3 +471,20 @@ def test_api_routes_function_is_what_panel_serve_mounts(sqlite_settings: Setting
     assert all(kwargs["config"] is sqlite_settings for _, _, kwargs in routes)
     with session_scope(sqlite_settings) as s:
         assert s.scalar(select(User).limit(1)) is None  # building routes touches no data
+
+
+def test_a_nul_character_anywhere_in_a_body_is_refused_with_its_place(
+        mechanism: tuple[LiveServer, Registry, threading.Event]) -> None:
+    # PostgreSQL keeps no NUL in text or JSONB; a body holding one is refused before any of it is used.
+    srv, _, _ = mechanism
+    client = srv.client(srv.token_for("nulo@example.com", role="viewer"))
+    refused = client.post("/api/v1/things", json={"name": "cai\x00xa", "size": 3})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [{"field": "name", "message": "contém o caractere nulo (U+0000)"}]
+    assert "U+0000" in refused.json()["detail"]
+    nested = client.post("/api/v1/things", json={"name": "x", "size": 1, "tags": [{"a": "ok"}, {"b\x00": 1}]})
+    assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "tags/1/b\x00"
+    # The six characters backslash-u-0-0-0-0, written escaped, are ordinary text.
+    literal = client.post("/api/v1/things", content=b'{"name": "a\\\\u0000b", "size": 1}',
+                          headers={"Content-Type": "application/json"})
+    assert literal.status_code == 201 and literal.json()["name"] == "a\\u0000b"

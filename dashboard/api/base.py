@@ -414,6 +414,9 @@ def parse_params(ep: Endpoint, path_args: Mapping[str, str], query: Mapping[str,
             except UnicodeDecodeError:
                 errors.append({"field": param.name, "message": "texto UTF-8 inválido"})
                 continue
+        if raw is not None and "\x00" in raw:  # PostgreSQL compares no text holding NUL: a 500, not a miss
+            errors.append({"field": param.name, "message": "contém o caractere nulo (U+0000)"})
+            continue
         if raw is None or (raw == "" and param.location == "query"):
             if param.required:
                 errors.append({"field": param.name, "message": "obrigatório"})
@@ -449,6 +452,11 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         except UnicodeDecodeError:
             raise BadRequest("Corpo não está em UTF-8.") from None
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
+    if b"u0000" in raw and (where := _nul_path(value)) is not None:
+        raise ValidationFailed(
+            f"Corpo inválido — {where or '(raiz)'}: contém o caractere nulo (U+0000), que não pode ser "
+            "guardado; remova-o e envie de novo.",
+            errors=[{"field": where, "message": "contém o caractere nulo (U+0000)"}])
     if ep.body is None:
         if value in ({}, None):
             return None
@@ -458,6 +466,23 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         summary = "; ".join(f"{e['field'] or '(raiz)'}: {e['message']}" for e in errors[:5])
         raise ValidationFailed(f"Corpo inválido — {summary}.", errors=errors)
     return value
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where in a parsed body a NUL character is (``a/0/b``; a key counts as its own place), or None.
+    PostgreSQL keeps no NUL in text or JSONB, so such a body would fail only once half of it was stored."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}/{key}" if path else str(key)
+            if "\x00" in key or (here := _nul_path(item, here)) is not None:
+                return here
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (here := _nul_path(item, f"{path}/{i}" if path else str(i))) is not None:
+                return here
+    return None
 
 
 _REF = "#/components/schemas/"

@@ -140,6 +140,8 @@ class Field:
             return "deve ser texto"
         if len(value) > self.hard_max_length:
             return f"tem {len(value)} caracteres; o máximo é {self.hard_max_length}"
+        if "\x00" in value:  # PostgreSQL stores no NUL in text or JSONB: the save would fail half-way
+            return "contém o caractere nulo (U+0000), que não pode ser guardado; remova-o"
         return None
 
     def clean(self, value: Any) -> Any:

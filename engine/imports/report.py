@@ -35,7 +35,9 @@ class RejectReport:
             pl.col("line"),
             neutralize_formula(pl.col("column")).alias("column"),
             neutralize_formula(pl.col("reason")).alias("reason"),
-            neutralize_formula(pl.col("value")).alias("value"),
+            # A NUL is shown as the symbol for it (U+2400): spreadsheets cut a cell short at the character itself.
+            neutralize_formula(pl.col("value").cast(pl.String).str.replace_all("\x00", "\u2400", literal=True))
+            .alias("value"),
         )
         self._file.write(
             safe.write_csv(

@@ -146,6 +146,7 @@ def test_bad_bodies_are_refused_with_field_errors(server, store):
     api = server.client(server.token_for("ana@oficina.test", role="staff"))
     cases = [
         (body({"razao_social": 5}, version=0), 422),
+        (body({"razao_social": "Oficina\x00Ltda"}, version=0), 422),
         (body({"nao_existe": "x"}, version=0), 422),
         (body({"razao_social": "x"}, version=-1), 422),
         (body({"razao_social": "x"}, version=0, object_id="a/b"), 422),

@@ -398,6 +398,25 @@ class TestDraftStores:
         assert saved.fields_status["cnpj"] == "invalid" and saved.fields_status["cep"] == "invalid"
         assert {e["field"] for e in saved.errors} == {"cnpj", "cep"}
 
+    def test_a_nul_character_is_refused_before_anything_is_stored(self, draft_settings, users, store):
+        # PostgreSQL keeps no NUL in text or JSONB: on the Redis store the draft was swapped in and then its
+        # durable version failed, so the save answered an error while half of it had landed.
+        author = users["autor"]
+        with pytest.raises(ValidationFailed) as first:
+            save(draft_settings, author, {"razao_social": "Oficina\x00Ltda"}, version=0, object_id="nul-1")
+        assert first.value.data["errors"][0]["field"] == "razao_social"
+        assert "U+0000" in str(first.value)
+        assert load(draft_settings, author, object_id="nul-1") is None
+        save(draft_settings, author, {"razao_social": "Oficina"}, version=0, object_id="nul-2")
+        with pytest.raises(ValidationFailed):  # a step change, whose durable version is due
+            save(draft_settings, author, {"cidade": "São\x00Paulo"}, version=1, step=1, object_id="nul-2")
+        kept = load(draft_settings, author, object_id="nul-2")
+        assert kept is not None and kept.version == 1 and kept.data == {"razao_social": "Oficina"}
+        with session_scope(draft_settings) as s:
+            versions = drafts.list_versions(s, actor=author, form_slug="clientes", object_id="nul-2")
+        assert [v.reason for v in versions] == ["first"]
+        assert save(draft_settings, author, {"cidade": "São Paulo"}, version=1, step=1, object_id="nul-2").version == 2
+
     def test_durable_versions_on_step_change_list_and_restore(self, draft_settings, users, store):
         author = users["autor"]
         save(draft_settings, author, {"razao_social": "Passo 1"}, version=0, step=0)

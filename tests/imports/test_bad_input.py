@@ -3,6 +3,8 @@ and nothing already imported changes."""
 
 from __future__ import annotations
 
+import csv
+import io
 import zipfile
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from engine.errors import ValidationFailed
 from engine.imports import ImportRefused, reader
 from engine.settings import Settings
+from engine.storage import get_storage
 from tests.imports.conftest import Importer, leituras_rows, write
 
 HEADER = "Sensor;Data/Hora;Valor;Unidade\n"
@@ -197,3 +200,19 @@ def test_type_is_checked_by_content(head: bytes, message: str) -> None:
     with pytest.raises(reader.FileRefused) as caught:
         reader.sniff_file_type(head, "x.csv")
     assert caught.value.message.startswith(message)
+
+
+def test_a_nul_character_deep_in_a_text_cell_rejects_only_its_row(
+    existing: list, settings: Settings, do_import: Importer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Beyond the sniffed beginning, a NUL is text to the reader; PostgreSQL keeps no NUL in text, so the whole
+    # import failed with the database's error.
+    monkeypatch.setattr(reader, "SAMPLE_BYTES", 64)
+    rows = "".join(f"S{i};01/03/2024 10:00;{i};m\n" for i in range(10))
+    path = write(tmp_path, "nul.csv", HEADER + rows + "Z\x00Z;01/03/2024 10:00;1;m\n")
+    summary = do_import(path, mode="replace")
+    assert (summary["rows_read"], summary["rows_rejected"], summary["rows_merged"]) == (11, 1, 10)
+    raw = get_storage(settings).get_bytes(summary["report"]["key"])
+    report = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert report[1] == ["12", "Sensor", "contém o caractere nulo (U+0000), que não pode ser guardado", "Z\u2400Z"]
+    assert {r[0] for r in leituras_rows(settings)} == {"A", "B"} | {f"S{i}" for i in range(10)}
