@@ -12,7 +12,9 @@ save checks them:
 4. at most ``CHECKPOINT_RATE_LIMIT_PER_MINUTE`` saves per user and minute (``LimitExceeded`` with
    ``retry_after``: the client keeps the latest state and sends it then);
 5. compare-and-swap on ``version``: a save based on an older version gets ``Conflict`` carrying both versions
-   and the stored ("theirs") payload, never a silent overwrite.
+   and the stored ("theirs") payload, never a silent overwrite. When the stored draft already holds exactly
+   the data and step sent (the same save sent again after its answer was lost), there is nothing to choose:
+   the answer is the draft as stored, with no new version.
 
 Every stored payload is signed with HMAC-SHA256 (``SECRET_KEY``, purpose ``draft``) over the key and the
 canonical JSON. A stored draft that fails the check is never applied: it is moved to ``QuarantinedDraft``
@@ -623,15 +625,30 @@ def _write(
         )
     _series(PAYLOAD_BYTES, form.slug).observe(size)
     if not result.stored:
+        stored_now = store.get(session, key)
+        theirs = (
+            None
+            if stored_now is None
+            else _decode(session, settings=settings, store=store, stored=stored_now, form=form, actor=actor)
+        )
+        if theirs is not None and not theirs.read_only and theirs.step == step and theirs.data == data:
+            # The draft already holds exactly this: a save whose answer was lost, sent again, or another tab
+            # that typed the same. There is nothing to choose, so no conflict; the answer is the draft as it is.
+            after = {"version": theirs.version, "step": step, "size": size, "source": meta["source"], "unchanged": True}
+            _audit_save(
+                session,
+                store,
+                {"actor": actor, "action": "draft.save", "entity_type": "draft", "entity_id": str(key),
+                 "after": after, "source": meta["source"]},
+                None,
+            )
+            return theirs
         raise _conflict(
-            session,
-            settings=settings,
-            store=store,
             form=form,
             key=key,
-            actor=actor,
             attempted=expected_version,
             current=result.current_version,
+            theirs=theirs,
             data=data,
             step=step,
         )
@@ -654,18 +671,7 @@ def _write(
             "reason": reason or result.snapshot,
             "created_at": utcnow(),
         }
-    if store.in_session:
-        # The draft is a row of this transaction: its version and audit rows go in it (Core inserts, no
-        # unit-of-work flush on the hot path).
-        if version_row is not None:
-            session.execute(insert(DraftVersion), [version_row])
-        audit.insert_event(session, **event)
-    else:
-        # A draft kept in Redis: its audit row, and its durable version when one is due, are group-committed
-        # in one transaction before the answer. A step change by many users at once costs one commit, not one
-        # session and one commit on an API thread each.
-        together = [(DraftVersion.__table__, version_row)] if version_row is not None else []
-        audit.write_committed(session, together=together, **event)
+    _audit_save(session, store, event, version_row)
     state = DraftState(
         user_id=key.user_id,
         form_slug=form.slug,
@@ -685,23 +691,33 @@ def _write(
     return state
 
 
+def _audit_save(
+    session: Session, store: DraftStore, event: dict[str, Any], version_row: dict[str, Any] | None
+) -> None:
+    if store.in_session:
+        # The draft is a row of this transaction: its version and audit rows go in it (Core inserts, no
+        # unit-of-work flush on the hot path).
+        if version_row is not None:
+            session.execute(insert(DraftVersion), [version_row])
+        audit.insert_event(session, **event)
+    else:
+        # A draft kept in Redis: its audit row, and its durable version when one is due, are group-committed
+        # in one transaction before the answer. A step change by many users at once costs one commit, not one
+        # session and one commit on an API thread each.
+        together = [(DraftVersion.__table__, version_row)] if version_row is not None else []
+        audit.write_committed(session, together=together, **event)
+
+
 def _conflict(
-    session: Session,
     *,
-    settings: Settings,
-    store: DraftStore,
     form: Form,
     key: DraftKey,
-    actor: Any,
     attempted: int,
     current: int,
+    theirs: DraftState | None,
     data: Any,
     step: int,
 ) -> Conflict:
-    theirs = None
-    stored = store.get(session, key)
-    if stored is not None:
-        theirs = _decode(session, settings=settings, store=store, stored=stored, form=form, actor=actor)
     if current == 0:
         message = (
             f"O rascunho de {form.title} que você editava (versão {attempted}) não existe mais: foi "

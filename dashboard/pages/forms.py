@@ -108,6 +108,9 @@ class DraftWizard(param.Parameterized):
         self._working = False
         self._retry: threading.Timer | None = None
         self._seen_seq = 0
+        # A save that failed without an answer from the store (the database down after Redis took it) may
+        # have landed: (data, step, version it was based on), so the conflict it causes is recognised as ours.
+        self._unsure: tuple[dict[str, Any], int, int] | None = None
         self.values: dict[str, Any] = {}  # what the server last stored or sent (the browser's `values` is
         # only pushed by Python, so the latest typed state lives here)
         self.component = AutosaveForm(
@@ -280,6 +283,18 @@ class DraftWizard(param.Parameterized):
             c.save_state = "waiting"
             return False
         except Conflict as exc:
+            unsure, self._unsure = self._unsure, None
+            theirs = (exc.data.get("theirs") or {}).get("payload") or {}
+            if (
+                unsure is not None
+                and unsure[2] == c.version
+                and exc.data.get("attempted") == c.version
+                and (theirs.get("data"), theirs.get("step")) == unsure[:2]
+            ):
+                # The draft holds what this page sent last, whose answer was lost: not another tab's work.
+                # This save goes on top of it.
+                c.version = int(exc.data.get("current") or c.version)
+                return self._save(job)
             with self._lock:
                 self._pending = job
             self._show_conflict(exc, job["values"])
@@ -290,10 +305,12 @@ class DraftWizard(param.Parameterized):
             self._say(exc.message, "error")
             return False
         except Exception:
+            self._unsure = (data, step, c.version)
             log.exception("draft save failed")
             c.message = "Erro ao salvar; suas alterações continuam na tela e neste navegador."
             c.save_state = "error"
             return False
+        self._unsure = None
         errors = {e["field"]: e["message"] for e in state.errors if e.get("field")}
         self.values = dict(job["values"])
         c.param.update(

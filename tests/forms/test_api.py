@@ -85,6 +85,10 @@ def test_stale_version_is_409_with_both_versions(server, store):
     assert err["current"] == 2 and err["attempted"] == 1
     assert err["theirs"]["payload"]["data"] == {"razao_social": "B"}
     assert err["mine"]["data"] == {"razao_social": "C"} and err["fields"] == ["razao_social"]
+    # The save of B sent again (its answer lost on the way) finds the draft holding it: answered, no new version.
+    again = api.post("/api/v1/drafts/save", json=body({"razao_social": "B"}, version=1))
+    assert again.status_code == 200 and again.json()["payload"]["version"] == 2
+    assert_matches_document(server.openapi(), "POST", "/api/v1/drafts/save", again)
 
 
 def test_oversized_payload_is_413_with_size_and_limit(draft_settings, store):

@@ -157,6 +157,29 @@ class TestDraftStores:
             save(draft_settings, users["autor"], {"razao_social": "Segundo"}, version=0)
         assert info.value.current == 1 and info.value.attempted == 0
 
+    def test_the_same_save_sent_again_is_answered_not_a_conflict(self, draft_settings, users, store):
+        # A save whose answer was lost is sent again on the version it was based on: the draft already holds
+        # exactly it, so there is nothing to choose and no new version.
+        author = users["autor"]
+        save(draft_settings, author, {"razao_social": "Base"}, version=0)
+        first = save(draft_settings, author, {"razao_social": "Final", "cep": "01310-100"}, version=1, step=1)
+        again = save(draft_settings, author, {"razao_social": "Final", "cep": "01310-100"}, version=1, step=1)
+        assert again.version == first.version == 2 and again.step == 1
+        assert again.data == first.data and again.fields_status == first.fields_status
+        assert again.next_field == first.next_field
+        with session_scope(draft_settings) as s:
+            versions = drafts.list_versions(s, actor=author, form_slug="clientes", object_id="novo-1")
+            assert [v.reason for v in versions] == ["step", "first"]
+            last = s.scalars(
+                select(AuditEvent).where(AuditEvent.action == "draft.save").order_by(AuditEvent.id.desc())
+            ).first()
+            assert last.after["unchanged"] is True and last.after["version"] == 2
+        with pytest.raises(Conflict):  # the same data on another step is a change
+            save(draft_settings, author, {"razao_social": "Final", "cep": "01310-100"}, version=1, step=0)
+        with pytest.raises(Conflict):  # and so is other data on the same step
+            save(draft_settings, author, {"razao_social": "Final"}, version=1, step=1)
+        assert load(draft_settings, author).version == 2
+
     def test_saving_on_a_version_that_no_longer_exists_is_a_conflict(self, draft_settings, users, store):
         with pytest.raises(Conflict) as info:
             save(draft_settings, users["autor"], {"razao_social": "X"}, version=3)
@@ -446,8 +469,18 @@ class TestDraftStores:
             )
         assert restored.version == 4 and restored.data == {"razao_social": "Passo 1"} and restored.step == 0
         assert load(draft_settings, author).data == {"razao_social": "Passo 1"}
-        with session_scope(draft_settings) as s, pytest.raises(Conflict):
+        with session_scope(draft_settings) as s, pytest.raises(Conflict):  # another version on a stale base
             drafts.restore_version(
+                s,
+                actor=author,
+                form_slug="clientes",
+                object_id="novo-1",
+                version_id=versions[0].id,
+                version=3,
+                settings=draft_settings,
+            )
+        with session_scope(draft_settings) as s:  # the same restore again (a second click): the draft as it is
+            again = drafts.restore_version(
                 s,
                 actor=author,
                 form_slug="clientes",
@@ -456,6 +489,7 @@ class TestDraftStores:
                 version=3,
                 settings=draft_settings,
             )
+        assert again.version == 4 and again.data == {"razao_social": "Passo 1"}
 
     def test_a_version_with_numbers_the_database_rewrites_still_restores(self, draft_settings, users, store):
         """PostgreSQL's JSONB writes 1e16 as 10000000000000000 and -0.0 as 0.0: a version holding such a value
@@ -584,7 +618,7 @@ class TestDraftStores:
         before_sizes = value("oficina_draft_payload_bytes_count", {"form": "clientes"})
         save(draft_settings, users["autor"], {"razao_social": "M"}, version=0)
         with pytest.raises(Conflict):
-            save(draft_settings, users["autor"], {"razao_social": "M"}, version=0)
+            save(draft_settings, users["autor"], {"razao_social": "N"}, version=0)
         assert (
             value("oficina_drafts_operations_total", {"form": "clientes", "action": "save", "outcome": "ok"})
             == before_ok + 1
