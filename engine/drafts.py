@@ -624,6 +624,14 @@ def _write(
             session, stored, expected_version=expected_version, snapshot_every=SNAPSHOT_EVERY_SECONDS
         )
     _series(PAYLOAD_BYTES, form.slug).observe(size)
+    event = {
+        "actor": actor,
+        "action": "draft.save",
+        "entity_type": "draft",
+        "entity_id": str(key),
+        "after": {"version": new_version, "step": step, "size": size, "source": meta["source"]},
+        "source": meta["source"],
+    }
     if not result.stored:
         stored_now = store.get(session, key)
         theirs = (
@@ -634,14 +642,8 @@ def _write(
         if theirs is not None and not theirs.read_only and theirs.step == step and theirs.data == data:
             # The draft already holds exactly this: a save whose answer was lost, sent again, or another tab
             # that typed the same. There is nothing to choose, so no conflict; the answer is the draft as it is.
-            after = {"version": theirs.version, "step": step, "size": size, "source": meta["source"], "unchanged": True}
-            _audit_save(
-                session,
-                store,
-                {"actor": actor, "action": "draft.save", "entity_type": "draft", "entity_id": str(key),
-                 "after": after, "source": meta["source"]},
-                None,
-            )
+            event["after"].update(version=theirs.version, unchanged=True)
+            _audit_save(session, store, event, None)
             return theirs
         raise _conflict(
             form=form,
@@ -652,14 +654,6 @@ def _write(
             data=data,
             step=step,
         )
-    event = {
-        "actor": actor,
-        "action": "draft.save",
-        "entity_type": "draft",
-        "entity_id": str(key),
-        "after": {"version": new_version, "step": step, "size": size, "source": meta["source"]},
-        "source": meta["source"],
-    }
     version_row = None
     if result.snapshot_due or reason:
         version_row = {

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# PostgreSQL keeps no NUL in text or JSONB: inputs holding one are refused at each door with this message.
+NUL_CHARACTER = "contém o caractere nulo (U+0000)"
+
 
 class EngineError(Exception):
     status = 500

@@ -49,6 +49,7 @@ from engine import audit
 from engine.accounts import cached_user_for_token, user_for_token
 from engine.db import get_engine, session_scope
 from engine.errors import (
+    NUL_CHARACTER,
     AuthenticationFailed,
     BadRequest,
     EngineError,
@@ -414,8 +415,8 @@ def parse_params(ep: Endpoint, path_args: Mapping[str, str], query: Mapping[str,
             except UnicodeDecodeError:
                 errors.append({"field": param.name, "message": "texto UTF-8 inválido"})
                 continue
-        if raw is not None and "\x00" in raw:  # PostgreSQL compares no text holding NUL: a 500, not a miss
-            errors.append({"field": param.name, "message": "contém o caractere nulo (U+0000)"})
+        if raw is not None and "\x00" in raw:  # the database would fail on it: a 500, not a miss
+            errors.append({"field": param.name, "message": NUL_CHARACTER})
             continue
         if raw is None or (raw == "" and param.location == "query"):
             if param.required:
@@ -454,9 +455,9 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
     if b"u0000" in raw and (where := _nul_path(value)) is not None:
         raise ValidationFailed(
-            f"Corpo inválido — {where or '(raiz)'}: contém o caractere nulo (U+0000), que não pode ser "
-            "guardado; remova-o e envie de novo.",
-            errors=[{"field": where, "message": "contém o caractere nulo (U+0000)"}])
+            f"Corpo inválido — {where or '(raiz)'}: {NUL_CHARACTER}, que não pode ser guardado; remova-o e "
+            "envie de novo.",
+            errors=[{"field": where, "message": NUL_CHARACTER}])
     if ep.body is None:
         if value in ({}, None):
             return None
@@ -469,8 +470,8 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
 
 
 def _nul_path(value: Any, path: str = "") -> str | None:
-    """Where in a parsed body a NUL character is (``a/0/b``; a key counts as its own place), or None.
-    PostgreSQL keeps no NUL in text or JSONB, so such a body would fail only once half of it was stored."""
+    """Where in a parsed body a NUL character is (``a/0/b``; a key counts as its own place), or None:
+    such a body would fail in the database only once half of it was stored."""
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):

@@ -288,7 +288,6 @@ class DraftWizard(param.Parameterized):
             if (
                 unsure is not None
                 and unsure[2] == c.version
-                and exc.data.get("attempted") == c.version
                 and (theirs.get("data"), theirs.get("step")) == unsure[:2]
             ):
                 # The draft holds what this page sent last, whose answer was lost: not another tab's work.

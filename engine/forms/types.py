@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine import brazil
-from engine.errors import ValidationFailed
+from engine.errors import NUL_CHARACTER, ValidationFailed
 
 FIELD_STATUSES = ("filled", "invalid", "missing")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]{2,}$")
@@ -140,8 +140,8 @@ class Field:
             return "deve ser texto"
         if len(value) > self.hard_max_length:
             return f"tem {len(value)} caracteres; o máximo é {self.hard_max_length}"
-        if "\x00" in value:  # PostgreSQL stores no NUL in text or JSONB: the save would fail half-way
-            return "contém o caractere nulo (U+0000), que não pode ser guardado; remova-o"
+        if "\x00" in value:  # the save would fail half-way, in the database
+            return f"{NUL_CHARACTER}, que não pode ser guardado; remova-o"
         return None
 
     def clean(self, value: Any) -> Any:

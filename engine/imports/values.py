@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from engine.accounts import EMAIL_RE
+from engine.errors import NUL_CHARACTER
 
 DEFAULT_TZ = "America/Sao_Paulo"
 
@@ -61,8 +62,8 @@ def parse_text(series: pl.Series, *, required: bool, max_length: int) -> Parsed:
             .then(pl.lit("campo obrigatório vazio") if required else pl.lit(None))
             .when(pl.col("n") > max_length)
             .then(pl.format("texto com {} caracteres; o máximo é {}", pl.col("n"), pl.lit(max_length)))
-            .when(pl.col("x").str.contains("\x00", literal=True))  # PostgreSQL keeps no NUL in text
-            .then(pl.lit("contém o caractere nulo (U+0000), que não pode ser guardado"))
+            .when(pl.col("x").str.contains("\x00", literal=True))
+            .then(pl.lit(f"{NUL_CHARACTER}, que não pode ser guardado"))
             .otherwise(pl.lit(None, pl.String))
             .cast(pl.String),
             value=pl.col("x"),
