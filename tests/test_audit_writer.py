@@ -1,5 +1,5 @@
 """audit.write_committed: an audit row for a change kept outside the database (drafts in Redis) is committed
-before the call returns, many callers share one COPY, rows written together (a draft's version) commit with it or
+before the call returns, many callers share one statement, rows written together (a draft's version) commit with it or
 not at all, a refused row fails only its own caller, a lost connection fails its whole batch once, SQLite stays
 in-session."""
 
@@ -76,7 +76,7 @@ def test_concurrent_callers_share_batches(pg_settings: Settings) -> None:
     assert sorted(r.after["i"] for r in rows) == list(range(40))
     batches, written = _batches()
     assert written - rows_before == 40
-    assert batches - batches_before < 40  # several rows per COPY
+    assert batches - batches_before < 40  # several rows per statement
 
 
 def test_a_failing_batch_fails_its_callers_and_the_writer_goes_on(pg_settings: Settings) -> None:
@@ -186,12 +186,12 @@ def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[
                together=None) -> tuple[dict[str, BaseException | None], audit.GroupWriter]:
     """Callers writing ``t.isolated`` rows with ``names`` as entity ids (and ``together(name)`` with each),
     all queued while the writer is held on a first batch, so that they reach it as one batch
-    (``on_batch(entries)`` runs before each COPY after that): each caller's outcome (None or its error),
+    (``on_batch(entries)`` runs before each batch after that): each caller's outcome (None or its error),
     and the writer."""
     import os
 
     gate, holding = threading.Event(), threading.Event()
-    copy_batch = audit._copy_batch
+    insert_batch = audit._insert_batch
 
     def held(conn, entries):
         if any(row.get("action") == "t.gate" for entry in entries for _, row in entry):
@@ -199,9 +199,9 @@ def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[
             assert gate.wait(20)
         elif on_batch is not None:
             on_batch(entries)
-        return copy_batch(conn, entries)
+        return insert_batch(conn, entries)
 
-    monkeypatch.setattr(audit, "_copy_batch", held)
+    monkeypatch.setattr(audit, "_insert_batch", held)
     outcomes: dict[str, BaseException | None] = {}
 
     def write(entity_id: str) -> None:
