@@ -159,12 +159,29 @@ def parse_decimal(value: str, *, decimal_comma: bool = True) -> Decimal:
         raise ValueError(f"Número inválido: {value!r}.") from exc
 
 
+MONEY_DIGITS = 26  # digits before the comma that Decimal's default 28-digit context can round to cents
+
+
 def parse_money(value: str) -> Decimal:
     """BRL amount with two decimals: ``R$ 1.234,56`` → Decimal('1234.56')."""
     amount = parse_decimal(value)
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("Valor em reais aceita no máximo 2 casas decimais.")
-    return amount.quantize(Decimal("0.01"))
+    return _cents(amount, value)
+
+
+def money_of(value: int | float) -> Decimal:
+    """A number sent as JSON (API, scripts) as a BRL amount rounded to cents."""
+    return _cents(Decimal(str(value)), value)
+
+
+def _cents(amount: Decimal, value: object) -> Decimal:
+    if amount.is_finite() and amount.adjusted() < MONEY_DIGITS:
+        return amount.quantize(Decimal("0.01"))
+    # Decimal cannot round an amount past its precision (it raises InvalidOperation, not a reason)
+    raise ValueError(
+        f"Valor em reais fora do alcance: {str(value)[:40]!r} (até {MONEY_DIGITS} dígitos antes da vírgula)."
+    )
 
 
 def format_int(value: int) -> str:

@@ -83,6 +83,10 @@ def test_money() -> None:
     assert brazil.format_money(-3) == "-R$ 3,00"
     with pytest.raises(ValueError):
         brazil.parse_money("1,234")
+    assert brazil.money_of(12.5) == Decimal("12.50") and brazil.money_of(3) == Decimal("3.00")
+    for beyond in ("9" * 27, 1e300, 10**40, float("inf"), float("nan")):  # Decimal cannot round them to cents
+        with pytest.raises(ValueError, match="fora do alcance"):
+            brazil.parse_money(beyond) if isinstance(beyond, str) else brazil.money_of(beyond)
 
 
 def test_dates() -> None:

@@ -18,6 +18,7 @@ exactly what the person wrote.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,7 +136,8 @@ class Field:
         if self.kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
             return None
         if self.kind == "money" and isinstance(value, int | float) and not isinstance(value, bool):
-            return None
+            # NaN and infinities have no JSON form (a script can send them; the draft could not be stored)
+            return None if isinstance(value, int) or math.isfinite(value) else "deve ser um número finito"
         if not isinstance(value, str):
             return "deve ser texto"
         if len(value) > self.hard_max_length:
@@ -157,11 +159,7 @@ class Field:
             _bounds(self, number, str(number))
             return number
         if kind == "money":
-            amount = (
-                Decimal(str(value)).quantize(Decimal("0.01"))
-                if not isinstance(value, str)
-                else brazil.parse_money(value)
-            )
+            amount = brazil.parse_money(value) if isinstance(value, str) else brazil.money_of(value)
             _bounds(self, amount, brazil.format_money(amount))
             return amount
         text = value.strip()

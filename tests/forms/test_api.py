@@ -163,6 +163,11 @@ def test_bad_bodies_are_refused_with_field_errors(server, store):
         assert r.status_code == status, (payload, r.text)
     r = api.post("/api/v1/drafts/save", content=b"{nao json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
+    # A number no amount in reais can hold is valid JSON: the draft keeps it, marked invalid (it was a 500).
+    r = api.post("/api/v1/drafts/save", content=b'{"form_slug": "financeiro", "object_id": "valor-1", "version": 0, '
+                 b'"payload": {"data": {"valor": 1e300}, "step": 1}}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["payload"]["fields_status"]["valor"] == "invalid"
 
 
 def test_tampered_draft_is_422_integrity_failed(server, store, draft_settings):
@@ -269,17 +274,17 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
     from engine.models import AuditEvent
 
     api = server.client(server.token_for("ana@oficina.test", role="staff"))
-    copy_batch = audit._copy_batch
+    insert_batch = audit._insert_batch
     delays: list[float] = []
 
-    def slow_copy(conn, entries):
+    def slow_insert(conn, entries):
         time.sleep(0.4)
         delays.append(0.4)
-        return copy_batch(conn, entries)
+        return insert_batch(conn, entries)
 
     # The first save also writes a durable version (in the group writer's transaction with its audit row).
     assert api.post("/api/v1/drafts/save", json=body({"razao_social": "Primeira"}, version=0)).status_code == 200
-    monkeypatch.setattr(audit, "_copy_batch", slow_copy)
+    monkeypatch.setattr(audit, "_insert_batch", slow_insert)
     started = time.monotonic()
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Auditada"}, version=1))
     elapsed = time.monotonic() - started
@@ -293,17 +298,17 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
     else:
         assert delays and elapsed >= 0.4
 
-    def broken_copy(conn, entries):
+    def broken_insert(conn, entries):
         raise RuntimeError("audit table unavailable")
 
-    monkeypatch.setattr(audit, "_copy_batch", broken_copy)
+    monkeypatch.setattr(audit, "_insert_batch", broken_insert)
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Sem auditoria"}, version=2))
     if store.in_session:
         assert r.status_code == 200
     else:
         assert r.status_code == 500 and r.json()["error"] == "internal"
         # The draft itself was saved (as before the audit); nothing typed is lost.
-        monkeypatch.setattr(audit, "_copy_batch", copy_batch)
+        monkeypatch.setattr(audit, "_insert_batch", insert_batch)
         loaded = api.get("/api/v1/drafts/load", params=Q).json()
         assert loaded["payload"]["data"]["razao_social"] == "Sem auditoria"
 

@@ -440,6 +440,24 @@ class TestDraftStores:
         assert [v.reason for v in versions] == ["first"]
         assert save(draft_settings, author, {"cidade": "São Paulo"}, version=1, step=1, object_id="nul-2").version == 2
 
+    def test_numbers_no_amount_can_hold_are_kept_invalid_and_non_finite_ones_refused(
+        self, draft_settings, users, store
+    ):
+        # Decimal cannot round 1e300 to cents (it raised InvalidOperation: a 500 for valid JSON); NaN and the
+        # infinities, which a script can pass, have no JSON form at all.
+        author = users["autor"]
+        for i, huge in enumerate((1e300, 10**40)):
+            saved = save(draft_settings, author, {"valor": huge}, version=0, form_slug="financeiro",
+                         object_id=f"huge-{i}")
+            assert saved.fields_status["valor"] == "invalid"
+            assert "fora do alcance" in saved.errors[0]["message"]
+            assert load(draft_settings, author, form_slug="financeiro", object_id=f"huge-{i}").data == {"valor": huge}
+        for value in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(ValidationFailed) as info:
+                save(draft_settings, author, {"valor": value}, version=0, form_slug="financeiro", object_id="nan")
+            assert "número finito" in str(info.value)
+        assert load(draft_settings, author, form_slug="financeiro", object_id="nan") is None
+
     def test_durable_versions_on_step_change_list_and_restore(self, draft_settings, users, store):
         author = users["autor"]
         save(draft_settings, author, {"razao_social": "Passo 1"}, version=0, step=0)

@@ -80,6 +80,10 @@ def test_brazilian_formats_are_accepted(slug, field, typed, expected):
         ("financeiro", "parcelas", "0", "mínimo"),
         ("financeiro", "parcelas", "121", "máximo"),
         ("financeiro", "parcelas", "dois", "inteiro"),
+        ("financeiro", "valor", 1e300, "fora do alcance"),
+        ("financeiro", "valor", 10**40, "fora do alcance"),
+        ("financeiro", "valor", "9" * 20, "máximo"),
+        ("financeiro", "valor", float("nan"), "finito"),
     ],
 )
 def test_bad_formats_and_bounds_say_what_is_wrong(slug, field, typed, reason):
