@@ -6,6 +6,7 @@ Every service that changes or reveals data calls ``require(actor, permission)`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -109,10 +110,14 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+@functools.lru_cache(maxsize=64)  # few (secret, purpose) pairs, asked on every draft save and load
+def _purpose_key(secret_key: str, purpose: str) -> bytes:
+    return hmac.new(secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
 def sign(secret_key: str, message: bytes, *, purpose: str) -> str:
     """HMAC-SHA256 hex of ``message`` with a key derived per purpose (drafts, blobs, cookies...)."""
-    key = hmac.new(secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(_purpose_key(secret_key, purpose), message, "sha256").hex()
 
 
 def verify_signature(secret_key: str, message: bytes, signature: str, *, purpose: str) -> bool:

@@ -90,6 +90,12 @@ MASKS = {
 }
 
 
+_NOT_TEXT = {  # what a field takes, said to whoever sent a list, an object or a boolean instead
+    "integer": "deve ser um número inteiro",
+    "money": "deve ser um valor em reais (número, ou texto como 1.234,56)",
+}
+
+
 @dataclass(frozen=True)
 class Field:
     """One typed input. ``required`` is checked on submit only; ``sensitive`` values never leave the server
@@ -133,13 +139,15 @@ class Field:
             return None
         if self.kind == "boolean":
             return None if isinstance(value, bool) else "deve ser verdadeiro ou falso"
-        if self.kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
-            return None
-        if self.kind == "money" and isinstance(value, int | float) and not isinstance(value, bool):
+        if self.kind in ("integer", "money") and isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int):
+                return None
+            if self.kind == "integer":
+                return "deve ser um número inteiro"
             # NaN and infinities have no JSON form (a script can send them; the draft could not be stored)
-            return None if isinstance(value, int) or math.isfinite(value) else "deve ser um número finito"
+            return None if math.isfinite(value) else "deve ser um número finito"
         if not isinstance(value, str):
-            return "deve ser texto"
+            return _NOT_TEXT.get(self.kind, "deve ser texto")
         if len(value) > self.hard_max_length:
             return f"tem {len(value)} caracteres; o máximo é {self.hard_max_length}"
         if "\x00" in value:  # the save would fail half-way, in the database
