@@ -435,7 +435,8 @@ def test_declared_body_is_validated_and_size_limited_per_route(
     assert invalid.status_code == 422
     assert {e["field"] for e in invalid.json()["errors"]} == {"", "name", "size"}
     assert client.post("/api/v1/things").status_code == 400  # required body missing
-    assert client.post("/api/v1/things", json={"name": "x" * 300, "size": 1}).status_code == 413
+    too_large = client.post("/api/v1/things", json={"name": "x" * 300, "size": 1})
+    assert too_large.status_code == 413 and "limite de 200 bytes" in too_large.json()["detail"]  # not "0 KiB"
     chunked = client.post("/api/v1/things", content=iter([b'{"name": "', b"y" * 300, b'", "size": 1}']),
                           headers={"Content-Type": "application/json"})
     assert chunked.status_code == 413
@@ -488,3 +489,15 @@ def test_a_nul_character_anywhere_in_a_body_is_refused_with_its_place(
     literal = client.post("/api/v1/things", content=b'{"name": "a\\\\u0000b", "size": 1}',
                           headers={"Content-Type": "application/json"})
     assert literal.status_code == 201 and literal.json()["name"] == "a\\u0000b"
+
+
+def test_a_number_no_float_holds_is_refused_as_such_not_as_malformed_json(
+        mechanism: tuple[LiveServer, Registry, threading.Event]) -> None:
+    srv, _, _ = mechanism
+    client = srv.client(srv.token_for("numero@example.com", role="viewer"))
+    for number in (b"1e400", b"-1e999"):
+        r = client.post("/api/v1/things", content=b'{"name": "x", "size": ' + number + b"}",
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "Número grande demais" in r.json()["detail"], r.text
+    r = client.post("/api/v1/things", content=b'{"name": "x", "size": }', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "JSON malformado" in r.json()["detail"]

@@ -452,6 +452,9 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("Corpo não está em UTF-8.") from None
+        if str(exc).startswith("number is infinity"):  # valid JSON, a number no float holds (1e400)
+            raise BadRequest(f"Número grande demais no JSON ({str(exc)[:200]}); envie-o como texto ou com menos "
+                             "dígitos.") from None
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
     if b"u0000" in raw and (where := _nul_path(value)) is not None:
         raise ValidationFailed(
@@ -651,7 +654,8 @@ class ApiHandler(ObservedHandler):
 
     def _too_large_error(self, size: int | None) -> None:
         limit = self.ep.max_body
-        raise PayloadTooLarge(f"Corpo maior que o limite de {limit // 1024} KiB deste endpoint.",
+        shown = f"{limit // 1024} KiB" if limit >= 1024 else f"{limit} bytes"
+        raise PayloadTooLarge(f"Corpo maior que o limite de {shown} deste endpoint.",
                               size=size, limit=limit)
 
     def data_received(self, chunk: bytes) -> None:
