@@ -11,11 +11,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
-from decimal import Decimal
+from datetime import date, datetime
 from typing import Any
 
-import orjson
 import psycopg
 from prometheus_client import Histogram
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
@@ -72,7 +70,7 @@ def insert_event(session: Session, **event: Any) -> None:
     session.execute(insert(AuditEvent), [_row(**event)])
 
 
-Entry = list[tuple[Table, dict[str, Any]]]  # one caller's rows, committed together
+Entry = list[tuple[Table, dict[str, Any], str]]  # one caller's rows (and their JSON), committed together
 
 
 def write_committed(session: Session, *, together: Sequence[tuple[Table, dict[str, Any]]] = (),
@@ -96,7 +94,8 @@ def write_committed(session: Session, *, together: Sequence[tuple[Table, dict[st
         return
     row = _row(**event)
     row["created_at"] = utcnow()
-    _write_grouped(bind.engine, [*together, (AuditEvent.__table__, row)])
+    rows = [*together, (AuditEvent.__table__, row)]
+    _write_grouped(bind.engine, [(table, extra, _row_json(table, extra)) for table, extra in rows])
 
 
 class GroupWriter:
@@ -183,32 +182,45 @@ def _refused(error: BaseException) -> bool:
 
 
 @functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    """The columns a batch fills: all of ``table``'s but its generated key."""
+    return tuple(c.name for c in table.columns if c is not table.autoincrement_column)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@functools.cache
 def _insert_statement(tables: tuple[Table, ...]) -> str:
-    """One statement inserting the rows of each of ``tables``, all but its generated key, from one JSON array
-    parameter per table (in order): ``json_populate_recordset`` reads the array as rows of the table's own type,
-    so every value is converted and checked (length, range, foreign keys) as a plain INSERT would. Several
-    tables are data-modifying CTEs of the one statement, so a batch is one prepared statement, one round trip
-    and, even in autocommit, all or none."""
+    """One statement inserting the rows of each of ``tables`` from one JSON array parameter per table (in
+    order): ``json_populate_recordset`` reads the array as rows of the table's own type, so every value is
+    converted and checked (length, range, foreign keys) as a plain INSERT would. Several tables are
+    data-modifying CTEs of the one statement, so a batch is one prepared statement and, even in autocommit, all
+    or none."""
     inserts = []
     for table in tables:
-        columns = ", ".join(c.name for c in table.columns if c is not table.autoincrement_column)
-        inserts.append(f"INSERT INTO {table.name} ({columns}) SELECT {columns} "
-                       f"FROM json_populate_recordset(NULL::{table.name}, %s::json)")
+        columns = ", ".join(_quoted(c) for c in _columns(table))
+        inserts.append(f"INSERT INTO {_quoted(table.name)} ({columns}) SELECT {columns} "
+                       f"FROM json_populate_recordset(NULL::{_quoted(table.name)}, %s::json)")
     *first, last = inserts
     return "".join(f"{'WITH' if i == 0 else ','} w{i} AS ({sql}) " for i, sql in enumerate(first)) + last
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)  # a numeric column reads it exactly
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} não cabe numa linha de auditoria")
 
 
-def _rows_json(rows: list[dict[str, Any]]) -> str:
-    try:
-        return orjson.dumps(rows, default=_json_value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, say: the slower encoder writes it
-        return json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else _json_value(v))
+def _row_json(table: Table, row: dict[str, Any]) -> str:
+    """``row`` as the JSON object its batch sends, encoded by its caller, so that a value JSON cannot hold (NaN,
+    an unknown type) fails that caller alone. Rows must carry every column of ``_columns``: a missing one would
+    be written as NULL."""
+    missing = [c for c in _columns(table) if c not in row]
+    if missing:
+        raise ValueError(f"Linha de {table.name} sem as colunas {', '.join(missing)}.")
+    return json.dumps(row, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
 def _insert_batch(conn: Connection, entries: list[Entry]) -> None:
@@ -217,11 +229,12 @@ def _insert_batch(conn: Connection, entries: list[Entry]) -> None:
     size (SQLite never gets here)."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    tables: dict[Table, list[dict[str, Any]]] = {}
+    tables: dict[Table, list[str]] = {}
     for entry in entries:
-        for table, row in entry:
-            tables.setdefault(table, []).append(row)
-    raw.execute(_insert_statement(tuple(tables)), [_rows_json(rows) for rows in tables.values()], prepare=True)
+        for table, _row, encoded in entry:
+            tables.setdefault(table, []).append(encoded)
+    raw.execute(_insert_statement(tuple(tables)), [f"[{','.join(rows)}]" for rows in tables.values()],
+                prepare=True)
 
 
 WRITER_IDLE_SECONDS = 30.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 _NON_DIGITS = re.compile(r"\D")
 
@@ -159,7 +159,9 @@ def parse_decimal(value: str, *, decimal_comma: bool = True) -> Decimal:
         raise ValueError(f"Número inválido: {value!r}.") from exc
 
 
-MONEY_DIGITS = 26  # digits before the comma that Decimal's default 28-digit context can round to cents
+MONEY_DIGITS = 26  # digits before the comma an amount may have (and rounded to cents in a context that holds them)
+_MONEY_CONTEXT = Context(prec=MONEY_DIGITS + 2)
+_CENTS = Decimal("0.01")
 
 
 def parse_money(value: str) -> Decimal:
@@ -167,21 +169,24 @@ def parse_money(value: str) -> Decimal:
     amount = parse_decimal(value)
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("Valor em reais aceita no máximo 2 casas decimais.")
-    return _cents(amount, value)
+    return _cents(amount)
 
 
 def money_of(value: int | float) -> Decimal:
     """A number sent as JSON (API, scripts) as a BRL amount rounded to cents."""
-    return _cents(Decimal(str(value)), value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"Valor em reais deve ser um número, não {type(value).__name__}.")
+    return _cents(Decimal(value) if isinstance(value, int) else Decimal(str(value)))
 
 
-def _cents(amount: Decimal, value: object) -> Decimal:
-    if amount.is_finite() and amount.adjusted() < MONEY_DIGITS:
-        return amount.quantize(Decimal("0.01"))
-    # Decimal cannot round an amount past its precision (it raises InvalidOperation, not a reason)
-    raise ValueError(
-        f"Valor em reais fora do alcance: {str(value)[:40]!r} (até {MONEY_DIGITS} dígitos antes da vírgula)."
-    )
+def _cents(amount: Decimal) -> Decimal:
+    # Decimal raises InvalidOperation, not a reason, for what it cannot round to cents
+    if not amount.is_finite():
+        raise ValueError("Valor em reais deve ser um número finito.")
+    if amount.adjusted() >= MONEY_DIGITS:
+        raise ValueError(f"Valor em reais fora do alcance: {amount.adjusted() + 1} dígitos antes da vírgula (até "
+                         f"{MONEY_DIGITS}).")
+    return amount.quantize(_CENTS, context=_MONEY_CONTEXT)
 
 
 def format_int(value: int) -> str:

@@ -182,6 +182,32 @@ def test_rows_written_together_are_committed_with_the_audit_row_or_not_at_all(ki
         assert s.scalar(select(func.count()).select_from(DraftVersion)) == 1
 
 
+def test_a_row_json_cannot_hold_fails_its_own_caller_before_it_is_queued(pg_settings: Settings) -> None:
+    """Each caller encodes its own rows: NaN, an unknown type or a missing column fails that caller alone, before
+    its batch (where it would fail or, for a missing column, be written as NULL), and writes nothing."""
+    from datetime import date
+
+    from engine.models.drafts import DraftVersion
+
+    user_id = _user(pg_settings)
+    not_a_number = dict(_version(user_id, "NaN"), payload={"data": {"valor": float("nan")}, "step": 1})
+    incomplete = {k: v for k, v in _version(user_id, "Sem hash").items() if k != "hash"}
+    for together, after, error in (([(DraftVersion.__table__, not_a_number)], None, "Out of range float"),
+                                   ([(DraftVersion.__table__, incomplete)], None, "sem as colunas hash"),
+                                   ((), {"x": object()}, "object não cabe")):
+        with pytest.raises((TypeError, ValueError), match=error):
+            with session_scope(pg_settings) as s:
+                audit.write_committed(s, together=together, actor=Actor(), action="t.json", entity_id="ruim",
+                                      after=after)
+    with session_scope(pg_settings) as s:  # the writer goes on; what JSON can hold arrives unchanged
+        audit.write_committed(s, actor=Actor(), action="t.json", entity_id="bom",
+                              after={"grande": 2**70, "dia": date(2026, 12, 3), "texto": "ação\t\u2028😀"})
+    assert [(r.entity_id, r.after) for r in _rows(pg_settings, "t.json")] == [
+        ("bom", {"grande": 2**70, "dia": "2026-12-03", "texto": "ação\t\u2028😀"})]
+    with session_scope(pg_settings) as s:
+        assert s.scalar(select(func.count()).select_from(DraftVersion)) == 0
+
+
 def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[str], on_batch=None,
                together=None) -> tuple[dict[str, BaseException | None], audit.GroupWriter]:
     """Callers writing ``t.isolated`` rows with ``names`` as entity ids (and ``together(name)`` with each),
@@ -194,7 +220,7 @@ def _one_batch(settings: Settings, monkeypatch: pytest.MonkeyPatch, names: list[
     insert_batch = audit._insert_batch
 
     def held(conn, entries):
-        if any(row.get("action") == "t.gate" for entry in entries for _, row in entry):
+        if any(row.get("action") == "t.gate" for entry in entries for _, row, _ in entry):
             holding.set()
             assert gate.wait(20)
         elif on_batch is not None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 
@@ -84,9 +84,13 @@ def test_money() -> None:
     with pytest.raises(ValueError):
         brazil.parse_money("1,234")
     assert brazil.money_of(12.5) == Decimal("12.50") and brazil.money_of(3) == Decimal("3.00")
-    for beyond in ("9" * 27, 1e300, 10**40, float("inf"), float("nan")):  # Decimal cannot round them to cents
-        with pytest.raises(ValueError, match="fora do alcance"):
+    for beyond, said in (("9" * 27, "fora do alcance"), (1e300, "fora do alcance"), (10**40, "fora do alcance"),
+                         (10**5000, "5001 dígitos"), (float("inf"), "finito"), (float("nan"), "finito"),
+                         (True, "número")):  # Decimal cannot round them to cents
+        with pytest.raises(ValueError, match=said):
             brazil.parse_money(beyond) if isinstance(beyond, str) else brazil.money_of(beyond)
+    with localcontext(prec=6):  # the caller's decimal context does not matter
+        assert brazil.money_of(12345678.91) == Decimal("12345678.91")
 
 
 def test_dates() -> None:

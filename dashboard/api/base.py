@@ -654,7 +654,7 @@ class ApiHandler(ObservedHandler):
 
     def _too_large_error(self, size: int | None) -> None:
         limit = self.ep.max_body
-        shown = f"{limit // 1024} KiB" if limit >= 1024 else f"{limit} bytes"
+        shown = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
         raise PayloadTooLarge(f"Corpo maior que o limite de {shown} deste endpoint.",
                               size=size, limit=limit)
 
