@@ -166,14 +166,12 @@ _CENTS = Decimal("0.01")
 
 def parse_money(value: str) -> Decimal:
     """BRL amount with two decimals: ``R$ 1.234,56`` → Decimal('1234.56')."""
-    amount = parse_decimal(value)
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError("Valor em reais aceita no máximo 2 casas decimais.")
-    return _cents(amount)
+    return _cents(parse_decimal(value))
 
 
 def money_of(value: int | float) -> Decimal:
-    """A number sent as JSON (API, scripts) as a BRL amount rounded to cents."""
+    """A number sent as JSON (API, scripts) as a BRL amount, exactly as written (``str`` of a float is its
+    shortest form: 12.34, not 12.339999...): more than two decimals are refused, never rounded away."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"Valor em reais deve ser um número, não {type(value).__name__}.")
     return _cents(Decimal(value) if isinstance(value, int) else Decimal(str(value)))
@@ -183,6 +181,8 @@ def _cents(amount: Decimal) -> Decimal:
     # Decimal raises InvalidOperation, not a reason, for what it cannot round to cents
     if not amount.is_finite():
         raise ValueError("Valor em reais deve ser um número finito.")
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("Valor em reais aceita no máximo 2 casas decimais.")
     if amount.adjusted() >= MONEY_DIGITS:
         raise ValueError(f"Valor em reais fora do alcance: {amount.adjusted() + 1} dígitos antes da vírgula (até "
                          f"{MONEY_DIGITS}).")

@@ -84,9 +84,10 @@ def test_money() -> None:
     with pytest.raises(ValueError):
         brazil.parse_money("1,234")
     assert brazil.money_of(12.5) == Decimal("12.50") and brazil.money_of(3) == Decimal("3.00")
+    assert brazil.money_of(12.34) == Decimal("12.34") and brazil.money_of(1e20) == Decimal("100000000000000000000.00")
     for beyond, said in (("9" * 27, "fora do alcance"), (1e300, "fora do alcance"), (10**40, "fora do alcance"),
                          (10**5000, "5001 dígitos"), (float("inf"), "finito"), (float("nan"), "finito"),
-                         (True, "número")):  # Decimal cannot round them to cents
+                         (True, "número"), (10.125, "2 casas"), (0.1 + 0.2, "2 casas")):  # never rounded away
         with pytest.raises(ValueError, match=said):
             brazil.parse_money(beyond) if isinstance(beyond, str) else brazil.money_of(beyond)
     with localcontext(prec=6):  # the caller's decimal context does not matter

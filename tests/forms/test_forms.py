@@ -84,6 +84,7 @@ def test_brazilian_formats_are_accepted(slug, field, typed, expected):
         ("financeiro", "valor", 10**40, "fora do alcance"),
         ("financeiro", "valor", "9" * 20, "máximo"),
         ("financeiro", "valor", float("nan"), "finito"),
+        ("financeiro", "valor", 10.125, "2 casas"),  # a JSON number is not rounded either
     ],
 )
 def test_bad_formats_and_bounds_say_what_is_wrong(slug, field, typed, reason):
