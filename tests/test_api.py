@@ -29,7 +29,7 @@ from dashboard.api.base import (
 )
 from engine import accounts, jobs
 from engine.db import session_scope
-from engine.errors import LimitExceeded
+from engine.errors import BadRequest, LimitExceeded
 from engine.logs import JsonFormatter
 from engine.models import AuditEvent, Job, JobItem, User
 from engine.queue import RecordingQueue
@@ -501,3 +501,30 @@ def test_a_number_no_float_holds_is_refused_as_such_not_as_malformed_json(
         assert r.status_code == 400 and "Número grande demais" in r.json()["detail"], r.text
     r = client.post("/api/v1/things", content=b'{"name": "x", "size": }', headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "JSON malformado" in r.json()["detail"]
+
+
+def test_an_integer_beyond_64_bits_arrives_exactly(mechanism: tuple[LiveServer, Registry, threading.Event]) -> None:
+    # orjson reads such an integer as a float: another number would have been validated and stored.
+    srv, _, _ = mechanism
+    client = srv.client(srv.token_for("inteiro@example.com", role="viewer"))
+    big = 123456789012345678901234567890
+    r = client.post("/api/v1/things", content=b'{"name": "x", "size": %d}' % big,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 201 and r.json()["size"] == big, r.text
+    r = client.post("/api/v1/things", content=b'{"name": "x", "size": -9223372036854775809}',
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "-9223372036854775809" in r.text  # the bound saw the number sent
+
+
+def test_a_body_the_exact_reader_cannot_take_is_refused_with_a_reason() -> None:
+    from tornado.httputil import HTTPHeaders
+
+    from dashboard.api import drafts  # noqa: F401  (registers the endpoint)
+    from dashboard.api.base import DEFAULT_REGISTRY, parse_body
+
+    ep = DEFAULT_REGISTRY.by_path()["/api/v1/drafts/save"]["POST"]
+    headers = HTTPHeaders({"Content-Type": "application/json"})
+    for raw, said in ((b'{"version": ' + b"9" * 5000 + b"}", "Número grande demais"),
+                      (b'{"version": ' + b"[" * 1000 + b"1234567890123456789" + b"]" * 1000 + b"}", "aninhado")):
+        with pytest.raises(BadRequest, match=said):
+            parse_body(ep, DEFAULT_REGISTRY, headers, raw)

@@ -23,6 +23,7 @@ the endpoint function, commit. Every failure becomes ``{"error": CODE, "detail":
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -70,6 +71,7 @@ PARAM_TYPES = ("integer", "number", "string", "boolean", "date-time")
 INT32_MAX = 2**31 - 1
 MAX_TOKEN_LENGTH = 256
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson may not hold (or text with such a run: reread too)
 
 
 # Declarations ------------------------------------------------------------------------------------------
@@ -456,6 +458,15 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
             raise BadRequest(f"Número grande demais no JSON ({str(exc)[:200]}); envie-o como texto ou com menos "
                              "dígitos.") from None
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
+    if _LONG_DIGITS.search(raw):
+        # orjson reads an integer beyond 64 bits as a float, which would store another number than the one
+        # sent; the standard parser reads it exactly (what else it would accept, orjson refused above).
+        try:
+            value = json.loads(raw)
+        except ValueError:  # more digits than Python converts (4,300)
+            raise BadRequest("Número grande demais no JSON; envie-o como texto ou com menos dígitos.") from None
+        except RecursionError:
+            raise BadRequest("JSON aninhado demais; use menos níveis de objetos e listas.") from None
     if b"u0000" in raw and (where := _nul_path(value)) is not None:
         raise ValidationFailed(
             f"Corpo inválido — {where or '(raiz)'}: {NUL_CHARACTER}, que não pode ser guardado; remova-o e "
