@@ -20,6 +20,15 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns
+
+
+def is_row_id(value: object) -> bool:
+    """Whether ``value`` can be a row's id at all. A larger one, sent by a client, would make the database
+    raise (PostgreSQL: integer out of range; SQLite: OverflowError) instead of finding nothing."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
+
+
 def make_engine(url: str) -> Engine:
     """A new engine for ``url``, with SQLite tuned for concurrent readers and one writer."""
     if url.startswith("sqlite"):

@@ -50,7 +50,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine import audit, forms
-from engine.db import session_scope
+from engine.db import is_row_id, session_scope
 from engine.draft_stores import DraftKey, DraftStore, StoredDraft, get_store
 from engine.errors import (
     BadRequest,
@@ -833,7 +833,7 @@ def restore_version(
         owner = _author(actor, user_id)
         form = _drafting_form(actor, form_slug)
         key = DraftKey(owner, form.slug, _check_object_id(object_id))
-        row = session.get(DraftVersion, version_id)
+        row = session.get(DraftVersion, version_id) if is_row_id(version_id) else None
         if row is None or (row.user_id, row.form_slug, row.object_id) != (owner, form.slug, key.object_id):
             raise NotFound(
                 f"Versão {version_id} deste rascunho não encontrada.", entity="draft_version", key=version_id

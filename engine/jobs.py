@@ -48,7 +48,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from engine import audit
-from engine.db import session_scope
+from engine.db import is_row_id, session_scope
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.models import ACTIVE_STATUSES, ITEM_STATUSES, JOB_STATUSES, Job, JobItem, utcnow
 from engine.queue import get_queue
@@ -236,7 +236,7 @@ def _job_id(job_id: Any) -> int:
         raise NotFound(f"Job {job_id!r} não encontrado.", entity="job", key=str(job_id))
     if isinstance(job_id, str) and job_id.strip().isdigit():
         job_id = int(job_id.strip())
-    if not isinstance(job_id, int) or not 0 < job_id < 2**31:
+    if not is_row_id(job_id):
         raise NotFound(f"Job {job_id!r} não encontrado.", entity="job", key=str(job_id))
     return job_id
 

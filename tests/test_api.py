@@ -220,7 +220,7 @@ def test_list_filters_paging_and_bad_parameters(server: LiveServer) -> None:
 
     for bad in ("status=perdido", "limit=0", "limit=201", "offset=-1", "limit=abc", "since=ontem",
                 "stauts=failed", "status=failed&status=queued", "owner_id=99999999999999", "kind=" + "k" * 51,
-                "kind=back%00up"):
+                "kind=back%00up", "since=9999-12-31T23:59:59-23:59", "until=0001-01-01T00:00:00%2B23:59"):
         response = admin.get(f"/api/v1/jobs?{bad}")
         assert response.status_code == 422, bad
         body = response.json()

@@ -390,6 +390,13 @@ class TestLocalBlobStorage(BlobStorageContract):
         assert tail.status_code == 206 and tail.content == body[-5:]
         bad = httpx.get(url, headers={"Range": f"bytes={len(body)}-"}, timeout=10)
         assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(body)}"
+        # More digits than Python's int() takes (it was a 500): past the end, or the whole file as a suffix.
+        beyond = httpx.get(url, headers={"Range": "bytes=" + "9" * 5000 + "-"}, timeout=10)
+        assert beyond.status_code == 416
+        whole = httpx.get(url, headers={"Range": "bytes=-" + "9" * 5000}, timeout=10)
+        assert whole.status_code == 206 and whole.content == body
+        capped = httpx.get(url, headers={"Range": "bytes=5-" + "9" * 5000}, timeout=10)
+        assert capped.status_code == 206 and capped.content == body[5:]
         head = httpx.head(url, timeout=10)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(body))

@@ -168,7 +168,12 @@ def parse_datetime(raw: str) -> datetime:
             value = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError("esperada data ISO 8601, ex.: 2025-01-31 ou 2025-01-31T13:00:00-03:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)  # 9999-12-31T23:59-23:59 is past the last moment a datetime holds, in UTC
+    except OverflowError:
+        raise ValueError("data fora do intervalo (de 0001-01-02 a 9999-12-30)") from None
+    return value
 
 
 @dataclass(frozen=True)

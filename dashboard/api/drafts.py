@@ -20,6 +20,7 @@ from typing import Any
 
 from dashboard.api.base import (
     API_PREFIX,
+    INT32_MAX,
     Body,
     Call,
     Endpoint,
@@ -241,7 +242,7 @@ RESTORE_BODY = schema(
         "properties": {
             "form_slug": SLUG,
             "object_id": {"type": "string", "pattern": OBJECT_ID_PATTERN},
-            "version_id": {"type": "integer", "minimum": 1},
+            "version_id": {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
             "version": {"type": "integer", "minimum": 0, "description": "versão atual do rascunho"},
         },
         "additionalProperties": False,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.api.base import API_PREFIX, Body, Call, Reply, Returns, endpoint, path, schema
+from dashboard.api.base import API_PREFIX, INT32_MAX, Body, Call, Reply, Returns, endpoint, path, schema
 from engine import imports
 from engine.errors import NotFound, PermissionDenied, ValidationFailed
 
@@ -65,7 +65,7 @@ START = schema(
         "type": "object",
         "required": ["upload_id", "kind"],
         "properties": {
-            "upload_id": {"type": "integer", "minimum": 1},
+            "upload_id": {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
             **_OPTIONS_PROPS,
             "remember_mapping": {"type": "boolean", "default": True},
         },

@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
+from engine.db import is_row_id
 from engine.errors import NotFound, PayloadTooLarge, ValidationFailed
 from engine.imports.kinds import ImportKind, get_kind, resolve_mapping, suggest_mapping, validate_batch
 from engine.imports.loader import MODES, CancelWatcher, Loader, make_loader
@@ -218,7 +219,7 @@ def register_local_file(session: Session, *, actor: Any, path: str | Path) -> Up
 
 def get_upload(session: Session, *, actor: Any, upload_id: int) -> Upload:
     require(actor, "imports.run")
-    upload = session.get(Upload, upload_id)
+    upload = session.get(Upload, upload_id) if is_row_id(upload_id) else None
     if upload is None or not (is_admin(actor) or upload.owner_id == getattr(actor, "id", None)):
         raise NotFound(f"Arquivo enviado {upload_id} não encontrado.", entity="upload", key=upload_id)
     if upload.status == "removed" or not Path(upload.path).is_file():

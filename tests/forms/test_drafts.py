@@ -512,6 +512,10 @@ class TestDraftStores:
                 settings=draft_settings,
             )
         assert again.version == 4 and again.data == {"razao_social": "Passo 1"}
+        for beyond in (2**31, 2**63):  # beyond an INTEGER id: the database raised instead of finding nothing
+            with session_scope(draft_settings) as s, pytest.raises(NotFound):
+                drafts.restore_version(s, actor=author, form_slug="clientes", object_id="novo-1", version_id=beyond,
+                                       version=4, settings=draft_settings)
 
     def test_a_version_with_numbers_the_database_rewrites_still_restores(self, draft_settings, users, store):
         """PostgreSQL's JSONB writes 1e16 as 10000000000000000 and -0.0 as 0.0: a version holding such a value

@@ -13,10 +13,12 @@ import pytest
 
 from dashboard import uploads
 from dashboard.auth import SESSION_COOKIE, session_cookie_value
-from engine import accounts
+from engine import accounts, imports
 from engine.db import session_scope
+from engine.errors import NotFound
 from engine.models.imports import Upload
 from engine.queue import InlineQueue
+from engine.security import SYSTEM
 from engine.settings import Settings
 from tests.api_support import LiveServer, assert_matches_document, serve_app
 from tests.imports.conftest import leituras_rows
@@ -173,6 +175,10 @@ def test_api_errors(server: LiveServer, settings: Settings, tmp_path: Path) -> N
     )
     assert bad_map.status_code == 422 and "a coluna 'Nope' não existe no arquivo" in bad_map.json()["detail"]
     assert client.post("/api/v1/imports", json={"upload_id": 999, "kind": "leituras"}).status_code == 404
+    # Beyond an INTEGER id (PostgreSQL: integer out of range, SQLite: OverflowError; both were a 500)
+    assert client.post("/api/v1/imports", json={"upload_id": 2**31, "kind": "leituras"}).status_code == 422
+    with session_scope(server.settings) as s, pytest.raises(NotFound):  # scripts: simply not found
+        imports.get_upload(s, actor=SYSTEM, upload_id=2**63)
     assert client.post("/api/v1/imports", json={"upload_id": upload["id"], "kind": "x"}).status_code == 422
     other = server.token_for("bia@example.com", role="analyst")
     hidden = server.client(other).post(
