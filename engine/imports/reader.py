@@ -59,6 +59,7 @@ ENCODING_LABELS = {
 XLSX_MAX_CELLS = 2_000_000
 XLSX_MAX_XML_BYTES = 256 * 1024 * 1024
 XLSX_MAX_RATIO = 200
+XLSX_MAX_PART_BYTES = 16 * 1024 * 1024  # a part other than the sheets and their strings
 _BINARY_SIGNATURES = {
     b"%PDF": "PDF",
     b"\x89PNG": "imagem PNG",
@@ -135,19 +136,28 @@ def check_xlsx(path: str | Path) -> None:
                         f"{XLSX_MAX_RATIO} vezes o seu tamanho); não será lido."
                     )
             for member in names:
+                # Every part is inflated and counted, since the directory's sizes can lie: styles or the workbook
+                # itself, blown up, cost the reader gigabytes or minutes as surely as a sheet would.
                 if member.startswith("xl/worksheets/") or member == "xl/sharedStrings.xml":
                     _inflate_within(zf, member, XLSX_MAX_XML_BYTES)
+                else:
+                    _inflate_within(zf, member, XLSX_MAX_PART_BYTES, part=True)
     except zipfile.BadZipFile as exc:
         raise refuse(f"O arquivo XLSX está corrompido ({exc}).") from None
 
 
-def _inflate_within(zf: zipfile.ZipFile, member: str, limit: int) -> None:
+def _inflate_within(zf: zipfile.ZipFile, member: str, limit: int, *, part: bool = False) -> None:
     # Sizes in the zip directory can lie: count what actually comes out, and stop at the limit.
     total = 0
     try:
         with zf.open(member) as stream:
             while chunk := stream.read(1024 * 1024):
                 total += len(chunk)
+                if total > limit and part:
+                    raise refuse(
+                        f"O XLSX tem uma parte ({member}) que descompacta para mais de {limit // 2**20} MiB, o que "
+                        "nenhuma planilha comum tem; não será lido. Abra-o no Excel e salve de novo, ou salve como CSV."
+                    )
                 if total > limit:
                     raise refuse(
                         f"A planilha descompacta para mais de {limit // 2**20} MiB; salve-a como CSV."
@@ -403,16 +413,18 @@ class CsvSource:
     def _blocks(self) -> Iterator[tuple[bytes, int]]:
         enc = self.fmt.encoding
         with open(self.path, "rb") as f:
+            cr_only = None  # lines ended by CR alone (old Mac files): read as LF, decided on the first block
             if enc in ("utf-8", "utf-8-sig"):
                 first = True
                 while block := f.read(self.chunk_bytes):
                     if first and block.startswith(codecs.BOM_UTF8):
                         block = block[3:]
                     first = False
-                    yield block, f.tell()
+                    if cr_only is None and block:
+                        cr_only = b"\n" not in block and b"\r" in block
+                    yield (block.replace(b"\r", b"\n") if cr_only else block), f.tell()
                 return
             decoder = codecs.getincrementaldecoder(enc)()
-            crlf_only = None
             offset = 0
             while True:
                 block = f.read(self.chunk_bytes)
@@ -425,9 +437,9 @@ class CsvSource:
                         f"{offset + exc.start}."
                     ) from None
                 offset += len(block)
-                if crlf_only is None and text:
-                    crlf_only = "\n" not in text and "\r" in text
-                if crlf_only:
+                if cr_only is None and text:
+                    cr_only = "\n" not in text and "\r" in text
+                if cr_only:
                     text = text.replace("\r", "\n")
                 if text:
                     yield text.encode("utf-8"), f.tell()

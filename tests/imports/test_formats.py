@@ -40,6 +40,8 @@ VARIANTS = {
             '"S-01"|"01/02/2024 00:00:30"|"7,0"|"°C"'
         ).encode(),
     ),
+    "utf8-cr-only": ("h.csv", BR.replace("\r\n", "\r").encode("utf-8")),  # old Mac line ends (was "só cabeçalho")
+    "cp1252-cr-only": ("i.csv", BR.replace("\r\n", "\r").encode("cp1252")),
     "no-final-newline-blank-lines": (
         "g.csv",
         (BR.rstrip("\r\n") + "\r\n\r\n").replace("Unidade\r\n", "Unidade\r\n\r\n").encode("utf-8"),
