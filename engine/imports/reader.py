@@ -585,6 +585,7 @@ class CsvSource:
             schema=schema,
             truncate_ragged_lines=True,
             missing_columns="insert",
+            extra_columns="ignore",  # a record with more fields than the header is rejected by its field count
             empty_string_is_null=False,
             raise_if_empty=False,
         )

@@ -124,11 +124,12 @@ def test_rejected_rows_report_lines_columns_reasons_and_neutralised_cells(
         "C;01/03/2024 10:00;-5;@unidade-longa-demais\n"  # unit too long; raw value starts with @
         "D;01/03/2024 10:00\n"  # ragged
         "E;02/03/2024 10:00;+7;m\n"
+        "F;01/03/2024 10:00;3;m;a mais;a mais\n"  # more fields than the header: its row, not the file (was refused)
     )
     summary = do_import(write(tmp_path, "r.csv", HEADER + body))
-    assert (summary["rows_read"], summary["rows_rejected"], summary["rows_merged"]) == (6, 3, 3)
+    assert (summary["rows_read"], summary["rows_rejected"], summary["rows_merged"]) == (7, 4, 3)
     report = summary["report"]
-    assert report["entries"] == 4 and report["key"].endswith(".csv")
+    assert report["entries"] == 5 and report["key"].endswith(".csv")
     raw = get_storage(settings).get_bytes(report["key"])
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
@@ -137,6 +138,7 @@ def test_rejected_rows_report_lines_columns_reasons_and_neutralised_cells(
     assert rows[2] == ["4", "Valor", "Número inválido: '1.2.3' (use 1.234,56).", "1.2.3"]
     assert rows[3] == ["5", "Unidade", "texto com 21 caracteres; o máximo é 16", "'@unidade-longa-demais"]
     assert rows[4][:3] == ["6", "", "a linha tem 2 campos; o cabeçalho tem 4"]
+    assert rows[5][:3] == ["8", "", "a linha tem 6 campos; o cabeçalho tem 4"]
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
     codes = {r[0] for r in leituras_rows(settings)}
     assert codes == {"A", '=HYPERLINK("http://x")', "E"}
