@@ -100,6 +100,8 @@ def sniff_file_type(head: bytes, filename: str = "") -> str:
             raise refuse(f"O arquivo {filename or ''} é um {what}, não um CSV ou XLSX.".replace("  ", " "))
     if not head:
         raise refuse("O arquivo está vazio.")
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16, whose LE mark it starts with
+        raise refuse("O arquivo está em UTF-32, que não é aceito: salve-o como UTF-8 (ou UTF-16, latin-1).")
     if not (head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))) and _looks_binary(head):
         suffix = " (apesar do nome .csv)" if name.endswith(".csv") else ""
         raise refuse(f"O arquivo não é texto{suffix}: o conteúdo é binário. Envie um CSV ou XLSX.")

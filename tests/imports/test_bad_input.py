@@ -3,6 +3,7 @@ and nothing already imported changes."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import zipfile
@@ -211,6 +212,8 @@ def test_unknown_sheet(tmp_path: Path) -> None:
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "Planilha no formato antigo do Excel (.xls) não é aceita"),
         (b"\x89PNG\r\n\x1a\n", "O arquivo x.csv é um imagem PNG, não um CSV ou XLSX."),
         (b"abc\x00\x00\x00def" * 100, "O arquivo não é texto (apesar do nome .csv): o conteúdo é binário."),
+        ("Sensor;Valor\nA;1\n".encode("utf-32"), "O arquivo está em UTF-32, que não é aceito"),  # was read as UTF-16
+        (codecs.BOM_UTF32_BE + "Sensor;Valor\n".encode("utf-32-be"), "O arquivo está em UTF-32"),
     ],
 )
 def test_type_is_checked_by_content(head: bytes, message: str) -> None:
