@@ -59,6 +59,7 @@ ENCODING_LABELS = {
 XLSX_MAX_CELLS = 2_000_000
 XLSX_MAX_XML_BYTES = 256 * 1024 * 1024
 XLSX_MAX_RATIO = 200
+_RENAMED = re.compile(r"^(.*)_[0-9]+$")  # how fastexcel names a repeated header
 XLSX_MAX_PART_BYTES = 16 * 1024 * 1024  # a part other than the sheets and their strings
 _BINARY_SIGNATURES = {
     b"%PDF": "PDF",
@@ -726,8 +727,20 @@ class XlsxSource:
             raise
         except Exception as exc:
             raise refuse(f"Não foi possível ler a planilha {self.sheet!r}: {exc}") from None
-        self.headers, self.header_warnings = header_names(list(self.frame.columns))
+        self.headers, self.header_warnings = header_names(self._header_cells(list(self.frame.columns)))
         self.frame.columns = [f"c{i}" for i in range(self.frame.width)]
+
+    def _header_cells(self, names: list[str]) -> list[str]:
+        """The header as the sheet has it. fastexcel renames a repeated "Sensor" to "Sensor_1", which would hide
+        the repetition (and import one of the two silently): when a name looks renamed, its cell is read again."""
+        if not any(_RENAMED.match(name) for name in names):
+            return names
+        row = self._reader.load_sheet(self.sheet, header_row=None, n_rows=1).to_polars().row(0)
+        cells = ["" if value is None else str(value) for value in row]
+        return [
+            match[1] if (match := _RENAMED.match(name)) and i < len(cells) and cells[i] == match[1] else name
+            for i, name in enumerate(names)
+        ]
 
     def reload_column(self, index: int, dtype: str) -> pl.Series:
         """Column ``index`` read again with a forced type (``float``, ``datetime``): cells of other types

@@ -122,6 +122,24 @@ def test_duplicate_column_names(
     assert leituras_rows(settings) == existing
 
 
+def test_duplicate_column_names_in_xlsx_are_seen_too(
+    existing: list, settings: Settings, do_import: Importer, tmp_path: Path
+) -> None:
+    # fastexcel renames the second 'Valor' to 'Valor_1': the file imported one of the two without a word.
+    path = tmp_path / "dup.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["Sensor", "Valor", "Data/Hora", "Valor", "Nota_1"])
+    wb.active.append(["A", 1, "01/03/2024 10:00", 2, "x"])
+    wb.save(path)
+    source = reader.XlsxSource(path)
+    assert source.headers == ["Sensor", "Valor", "Data/Hora", "Valor", "Nota_1"]  # a real '_1' name is kept
+    assert source.header_warnings == ["As colunas 2 e 4 têm o mesmo nome 'Valor'; renomeie uma delas se for usá-la."]
+    with pytest.raises(ValidationFailed) as caught:
+        do_import(path, mapping={"sensor": "Sensor", "ts": "Data/Hora", "valor": "Valor"})
+    assert "há 2 colunas chamadas 'Valor' (colunas 2, 4); renomeie-as no arquivo" in caught.value.message
+    assert leituras_rows(settings) == existing
+
+
 def test_missing_required_column(
     existing: list, settings: Settings, do_import: Importer, tmp_path: Path
 ) -> None:
