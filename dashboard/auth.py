@@ -34,7 +34,7 @@ from tornado.web import RequestHandler, create_signed_value, decode_signed_value
 
 from engine import accounts, audit
 from engine.context import new_request_id, request_id_var
-from engine.db import session_scope
+from engine.db import is_row_id, session_scope
 from engine.errors import AuthenticationFailed, EngineError, LimitExceeded
 from engine.models import User
 from engine.security import sign
@@ -81,7 +81,7 @@ def _session_payload(settings: Settings, raw: str | bytes | None) -> tuple[int, 
     if decoded is None:
         return None
     user_id, _, stamp = decoded.decode("utf-8", "replace").partition(":")
-    if not user_id.isdigit() or not stamp or not 0 < int(user_id) < 2**31:
+    if not user_id.isdigit() or not stamp or not is_row_id(int(user_id)):
         return None
     return int(user_id), stamp
 

@@ -70,7 +70,7 @@ def insert_event(session: Session, **event: Any) -> None:
     session.execute(insert(AuditEvent), [_row(**event)])
 
 
-Entry = list[tuple[Table, dict[str, Any], str]]  # one caller's rows (and their JSON), committed together
+Entry = list[tuple[Table, str]]  # one caller's rows, as their JSON objects, committed together
 
 
 def write_committed(session: Session, *, together: Sequence[tuple[Table, dict[str, Any]]] = (),
@@ -95,7 +95,7 @@ def write_committed(session: Session, *, together: Sequence[tuple[Table, dict[st
     row = _row(**event)
     row["created_at"] = utcnow()
     rows = [*together, (AuditEvent.__table__, row)]
-    _write_grouped(bind.engine, [(table, extra, _row_json(table, extra)) for table, extra in rows])
+    _write_grouped(bind.engine, [(table, _row_json(table, extra)) for table, extra in rows])
 
 
 class GroupWriter:
@@ -231,7 +231,7 @@ def _insert_batch(conn: Connection, entries: list[Entry]) -> None:
     assert raw is not None
     tables: dict[Table, list[str]] = {}
     for entry in entries:
-        for table, _row, encoded in entry:
+        for table, encoded in entry:
             tables.setdefault(table, []).append(encoded)
     raw.execute(_insert_statement(tuple(tables)), [f"[{','.join(rows)}]" for rows in tables.values()],
                 prepare=True)

@@ -71,6 +71,7 @@ PARAM_TYPES = ("integer", "number", "string", "boolean", "date-time")
 INT32_MAX = 2**31 - 1
 MAX_TOKEN_LENGTH = 256
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOO_BIG, _TOO_BIG_FIX = "Número grande demais no JSON", "envie-o como texto ou com menos dígitos."
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson may not hold (or text with such a run: reread too)
 
 
@@ -460,8 +461,7 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         except UnicodeDecodeError:
             raise BadRequest("Corpo não está em UTF-8.") from None
         if str(exc).startswith("number is infinity"):  # valid JSON, a number no float holds (1e400)
-            raise BadRequest(f"Número grande demais no JSON ({str(exc)[:200]}); envie-o como texto ou com menos "
-                             "dígitos.") from None
+            raise BadRequest(f"{_TOO_BIG} ({str(exc)[:200]}); {_TOO_BIG_FIX}") from None
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
     if _LONG_DIGITS.search(raw):
         # orjson reads an integer beyond 64 bits as a float, which would store another number than the one
@@ -469,7 +469,7 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         try:
             value = json.loads(raw)
         except ValueError:  # more digits than Python converts (4,300)
-            raise BadRequest("Número grande demais no JSON; envie-o como texto ou com menos dígitos.") from None
+            raise BadRequest(f"{_TOO_BIG}; {_TOO_BIG_FIX}") from None
         except RecursionError:
             raise BadRequest("JSON aninhado demais; use menos níveis de objetos e listas.") from None
     if b"u0000" in raw and (where := _nul_path(value)) is not None:

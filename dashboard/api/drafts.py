@@ -20,7 +20,6 @@ from typing import Any
 
 from dashboard.api.base import (
     API_PREFIX,
-    INT32_MAX,
     Body,
     Call,
     Endpoint,
@@ -33,6 +32,7 @@ from dashboard.api.base import (
     schema,
 )
 from engine import drafts, forms, survey
+from engine.db import MAX_ROW_ID
 from engine.errors import (
     BadRequest,
     Conflict,
@@ -242,7 +242,7 @@ RESTORE_BODY = schema(
         "properties": {
             "form_slug": SLUG,
             "object_id": {"type": "string", "pattern": OBJECT_ID_PATTERN},
-            "version_id": {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+            "version_id": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
             "version": {"type": "integer", "minimum": 0, "description": "versão atual do rascunho"},
         },
         "additionalProperties": False,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.api.base import API_PREFIX, INT32_MAX, Body, Call, Reply, Returns, endpoint, path, schema
+from dashboard.api.base import API_PREFIX, Body, Call, Reply, Returns, endpoint, path, schema
 from engine import imports
+from engine.db import MAX_ROW_ID
 from engine.errors import NotFound, PermissionDenied, ValidationFailed
 
 _OPTIONS_PROPS: dict[str, Any] = {
@@ -65,7 +66,7 @@ START = schema(
         "type": "object",
         "required": ["upload_id", "kind"],
         "properties": {
-            "upload_id": {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+            "upload_id": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
             **_OPTIONS_PROPS,
             "remember_mapping": {"type": "boolean", "default": True},
         },

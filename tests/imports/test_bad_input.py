@@ -165,14 +165,20 @@ def test_corrupt_xlsx(existing: list, settings: Settings, do_import: Importer, t
     assert leituras_rows(settings) == existing
 
 
-def test_zip_bomb_xlsx(
-    existing: list, settings: Settings, do_import: Importer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "bomb.xlsx"
+def _workbook_zip(path: Path, parts: dict[str, str | bytes]) -> Path:
+    """A minimal XLSX archive: the parts every workbook has, then ``parts``."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("[Content_Types].xml", "<Types/>")
         zf.writestr("xl/workbook.xml", "<workbook/>")
-        zf.writestr("xl/worksheets/sheet1.xml", b"<" + b"a" * (40 * 1024 * 1024))
+        for name, content in parts.items():
+            zf.writestr(name, content)
+    return path
+
+
+def test_zip_bomb_xlsx(
+    existing: list, settings: Settings, do_import: Importer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _workbook_zip(tmp_path / "bomb.xlsx", {"xl/worksheets/sheet1.xml": b"<" + b"a" * (40 * 1024 * 1024)})
     assert path.stat().st_size < 200_000
     exc = refused(do_import, path)
     assert exc.message.startswith("O XLSX parece uma bomba de compressão")
@@ -188,12 +194,8 @@ def test_a_blown_up_part_other_than_a_sheet_is_refused(
 ) -> None:
     # Only the sheets and their strings used to be inflated and counted: a styles part of gigabytes (its size
     # in the directory falsified) cost the reader 2.2 GB of memory or half a minute per open.
-    path = tmp_path / "styles.xlsx"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("[Content_Types].xml", "<Types/>")
-        zf.writestr("xl/workbook.xml", "<workbook/>")
-        zf.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
-        zf.writestr("xl/styles.xml", b"<styleSheet>" + b"<xf/>" * (4 * 1024 * 1024))
+    path = _workbook_zip(tmp_path / "styles.xlsx", {"xl/worksheets/sheet1.xml": "<worksheet/>",
+                                                    "xl/styles.xml": b"<styleSheet>" + b"<xf/>" * (4 * 1024 * 1024)})
     monkeypatch.setattr(reader, "XLSX_MAX_RATIO", 10**9)  # past the directory's checks, as a falsified size is
     exc = refused(do_import, path)
     assert exc.message.startswith("O XLSX tem uma parte (xl/styles.xml) que descompacta para mais de 16 MiB")
