@@ -149,27 +149,96 @@ pools = _Pools()
 
 
 async def run_blocking(fn: Callable[[], T], *, pool: str = "web", workers: int = 8,
-                       timeout: float | None = None) -> T:
-    """Run ``fn`` in a worker thread with the caller's context variables (request id) and await it."""
+                       timeout: float | None = None, waits: list[concurrent.futures.Future[Any]] | None = None,
+                       waits_timeout: float = 30.0) -> T:
+    """Run ``fn`` in a worker thread with the caller's context variables (request id) and await it. Answers
+    reach the loop through ``_Wakeups``: a burst of them finished at once costs the loop one wake-up.
+
+    ``waits``: a list that ``fn`` fills with futures other threads finish (the audit writer's commits, see
+    ``audit.deferred_commits``). The answer is ``fn``'s once every one of them is done too (the first one's
+    error instead; ``TimeoutError`` if they are not done ``waits_timeout`` seconds after ``fn`` returned), and
+    the worker is free meanwhile. Waiting for both in one future spares the loop a wake-up per call."""
     executor = pools.get(pool, workers)
-    future = asyncio.wrap_future(executor.submit(contextvars.copy_context().run, fn))
+    loop = asyncio.get_running_loop()
+    wakeups = _wakeups.get(loop)
+    if wakeups is None:
+        wakeups = _wakeups[loop] = _Wakeups(loop)
+    if waits is None:
+        job = executor.submit(contextvars.copy_context().run, fn)
+        answer = job
+    else:
+        answer = concurrent.futures.Future()
+
+        def then_waits() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:
+                answer.set_exception(exc)
+                return
+            if any(not w.done() for w in waits):
+                wakeups.expire(answer, waits_timeout)
+            _answer_after(waits, 0, result, answer)
+
+        job = executor.submit(contextvars.copy_context().run, then_waits)
+    waiter = wakeups.watch(loop, answer)
     if timeout is None:
-        return await future
-    return await asyncio.wait_for(future, timeout)
+        return await waiter
+    try:
+        return await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        job.cancel()  # not started yet: it never will
+        raise
+
+
+def _answer_after(waits: list[concurrent.futures.Future[Any]], i: int, result: Any,
+                  answer: concurrent.futures.Future[Any]) -> None:
+    """Finish ``answer`` with ``result`` once ``waits[i:]`` are done, in order, or with the first one's error;
+    called again by each pending one as it finishes, in whichever thread finishes it."""
+    for n in range(i, len(waits)):
+        wait = waits[n]
+        if not wait.done():
+            wait.add_done_callback(lambda _, at=n: _answer_after(waits, at, result, answer))
+            return
+        error = concurrent.futures.CancelledError() if wait.cancelled() else wait.exception()
+        if error is not None:
+            _settle(answer, error=error)
+            return
+    _settle(answer, result=result)
+
+
+def _settle(answer: concurrent.futures.Future[Any], *, result: Any = None,
+            error: BaseException | None = None) -> None:
+    try:
+        if error is None:
+            answer.set_result(result)
+        else:
+            answer.set_exception(error)
+    except concurrent.futures.InvalidStateError:  # the watchdog gave up on it first
+        pass
 
 
 class _Wakeups:
     """Concurrent futures finished by other threads, handed to one event loop with one wake-up per burst.
 
-    ``asyncio.wrap_future`` wakes the loop once per future. A writer thread that commits a batch finishes
-    the futures of many requests at the same moment; here the first of them schedules one call on the loop
-    and the rest join it, so a batch of N costs one wake-up instead of N."""
+    ``asyncio.wrap_future`` wakes the loop once per future. Worker threads under load, and a writer thread that
+    commits a batch, finish the futures of many requests at nearly the same moment; here the first of them
+    schedules one call on the loop and the rest join it, so a burst of N costs one wake-up instead of N.
+
+    ``expire`` fails a future that is still pending after a delay (a commit that never comes), checked by one
+    timer on the loop while any such deadline is pending."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # the registry below must not keep a closed loop alive
         self._lock = threading.Lock()
         self._ready: list[tuple[concurrent.futures.Future[Any], asyncio.Future[Any]]] = []
         self._scheduled = False
+        self._deadlines: dict[concurrent.futures.Future[Any], float] = {}
+        self._watching = False
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        target = self._loop()
+        if target is not None and not target.is_closed():
+            target.call_soon_threadsafe(callback)
 
     def watch(self, loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
         waiter = loop.create_future()
@@ -180,9 +249,7 @@ class _Wakeups:
                 if self._scheduled:
                     return
                 self._scheduled = True
-            target = self._loop()
-            if target is not None and not target.is_closed():
-                target.call_soon_threadsafe(self._drain)
+            self._call(self._drain)
 
         done.add_done_callback(finished)
         return waiter
@@ -201,22 +268,34 @@ class _Wakeups:
             else:
                 waiter.set_result(future.result())
 
+    def expire(self, done: concurrent.futures.Future[Any], seconds: float) -> None:
+        """Fail ``done`` with ``TimeoutError`` if it is still pending ``seconds`` from now (any thread)."""
+        with self._lock:
+            self._deadlines[done] = time.monotonic() + seconds
+            start = not self._watching
+            self._watching = True
+        done.add_done_callback(self._forget)
+        if start:
+            self._call(self._check)
+
+    def _forget(self, done: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._deadlines.pop(done, None)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            overdue = [done for done, deadline in self._deadlines.items() if deadline <= now]
+            following = min(self._deadlines.values(), default=None)
+            self._watching = following is not None
+        for done in overdue:
+            _settle(done, error=TimeoutError("A confirmação não chegou a tempo (gravação da auditoria)."))
+        target = self._loop()
+        if following is not None and target is not None and not target.is_closed():
+            target.call_later(min(1.0, max(0.01, following - now)), self._check)
+
 
 _wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = weakref.WeakKeyDictionary()
-
-
-async def wait_all(futures: list[concurrent.futures.Future[Any]], *, timeout: float) -> None:
-    """Await futures that other threads finish (audit commits), raising the first one's error, or
-    ``TimeoutError`` after ``timeout`` seconds."""
-    if not futures:
-        return
-    loop = asyncio.get_running_loop()
-    wakeups = _wakeups.get(loop)
-    if wakeups is None:
-        wakeups = _wakeups[loop] = _Wakeups(loop)
-    async with asyncio.timeout(timeout):
-        for done in futures:
-            await wakeups.watch(loop, done)
 
 
 class ObservedHandler(RequestHandler):

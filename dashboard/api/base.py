@@ -44,7 +44,6 @@ from dashboard.web import (
     UnsupportedMediaType,
     dump_json,
     run_blocking,
-    wait_all,
 )
 from engine import audit
 from engine.accounts import cached_user_for_token, user_for_token
@@ -695,12 +694,12 @@ class ApiHandler(ObservedHandler):
             self.user_id = user_id
 
         audit_waits: list[Future[None]] = []
+        # The answer leaves only once the audit rows are committed.
         status, payload, headers = await run_blocking(
             lambda: execute(ep, request, settings=self.config, registry=self.registry, on_user=remember_user,
                             audit_waits=audit_waits),
-            pool="api", workers=max(4, self.config.web_threads * 2))
-        # The answer leaves only once the audit rows are committed.
-        await wait_all(audit_waits, timeout=audit.WRITE_TIMEOUT_SECONDS)
+            pool="api", workers=max(4, self.config.web_threads * 2), waits=audit_waits,
+            waits_timeout=audit.WRITE_TIMEOUT_SECONDS)
         self.set_status(status)
         for name, value in headers.items():
             self.set_header(name, value)
