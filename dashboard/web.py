@@ -177,33 +177,35 @@ async def run_blocking(fn: Callable[[], T], *, pool: str = "web", workers: int =
                 return
             if any(not w.done() for w in waits):
                 wakeups.expire(answer, waits_timeout)
-            _answer_after(waits, 0, result, answer)
+            held = [result]  # dropped once the answer is settled, even if a commit it waited for never ends
+            answer.add_done_callback(lambda _: held.clear())
+            _answer_after(waits, 0, held, answer)
 
         job = executor.submit(contextvars.copy_context().run, then_waits)
     waiter = wakeups.watch(loop, answer)
-    if timeout is None:
-        return await waiter
     try:
-        return await asyncio.wait_for(waiter, timeout)
-    except TimeoutError:
-        job.cancel()  # not started yet: it never will
+        return await (waiter if timeout is None else asyncio.wait_for(waiter, timeout))
+    except (TimeoutError, asyncio.CancelledError):
+        job.cancel()  # given up on (timeout, request or server gone) before it started: it never will
         raise
 
 
-def _answer_after(waits: list[concurrent.futures.Future[Any]], i: int, result: Any,
+def _answer_after(waits: list[concurrent.futures.Future[Any]], i: int, held: list[Any],
                   answer: concurrent.futures.Future[Any]) -> None:
-    """Finish ``answer`` with ``result`` once ``waits[i:]`` are done, in order, or with the first one's error;
-    called again by each pending one as it finishes, in whichever thread finishes it."""
+    """Finish ``answer`` with the result in ``held`` once ``waits[i:]`` are done, in order, or with the first
+    one's error; called again by each pending one as it finishes, in whichever thread finishes it."""
+    if answer.done():  # the watchdog gave up on it
+        return
     for n in range(i, len(waits)):
         wait = waits[n]
         if not wait.done():
-            wait.add_done_callback(lambda _, at=n: _answer_after(waits, at, result, answer))
+            wait.add_done_callback(lambda _, at=n: _answer_after(waits, at, held, answer))
             return
         error = concurrent.futures.CancelledError() if wait.cancelled() else wait.exception()
         if error is not None:
             _settle(answer, error=error)
             return
-    _settle(answer, result=result)
+    _settle(answer, result=held[0] if held else None)
 
 
 def _settle(answer: concurrent.futures.Future[Any], *, result: Any = None,
@@ -238,7 +240,8 @@ class _Wakeups:
     def _call(self, callback: Callable[[], None]) -> None:
         target = self._loop()
         if target is not None and not target.is_closed():
-            target.call_soon_threadsafe(callback)
+            # In a context of its own: not the request's whose thread happens to schedule it.
+            target.call_soon_threadsafe(callback, context=contextvars.Context())
 
     def watch(self, loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
         waiter = loop.create_future()
@@ -264,12 +267,16 @@ class _Wakeups:
             if future.cancelled():
                 waiter.cancel()
             elif (exc := future.exception()) is not None:
+                if isinstance(exc, StopIteration):  # an asyncio future refuses it (and the rest of the burst with it)
+                    exc = RuntimeError(f"StopIteration numa tarefa em segundo plano: {exc!r}")
                 waiter.set_exception(exc)
             else:
                 waiter.set_result(future.result())
 
     def expire(self, done: concurrent.futures.Future[Any], seconds: float) -> None:
-        """Fail ``done`` with ``TimeoutError`` if it is still pending ``seconds`` from now (any thread)."""
+        """Fail ``done`` with ``TimeoutError`` if it is still pending ``seconds`` from now (any thread). The
+        timer runs at most a second apart while deadlines are pending, so a deadline shorter than one already
+        pending may be seen up to a second late."""
         with self._lock:
             self._deadlines[done] = time.monotonic() + seconds
             start = not self._watching
@@ -292,7 +299,7 @@ class _Wakeups:
             _settle(done, error=TimeoutError("A confirmação não chegou a tempo (gravação da auditoria)."))
         target = self._loop()
         if following is not None and target is not None and not target.is_closed():
-            target.call_later(min(1.0, max(0.01, following - now)), self._check)
+            target.call_later(min(1.0, max(0.01, following - now)), self._check, context=contextvars.Context())
 
 
 _wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = weakref.WeakKeyDictionary()

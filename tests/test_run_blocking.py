@@ -147,18 +147,84 @@ def test_a_commit_that_never_comes_times_out_and_a_late_one_breaks_nothing() -> 
     assert run(scenario) == "ok"
 
 
-def test_a_timeout_on_the_call_cancels_work_not_started() -> None:
+def test_a_call_raising_stopiteration_fails_alone_and_the_rest_of_its_burst_is_answered() -> None:
+    # An asyncio future refuses StopIteration as its exception; raised while a burst is handed over, it would
+    # leave every later call of the burst waiting forever.
+    async def scenario() -> list[Any]:
+        gate = threading.Event()
+        finished: list[int] = []
+        pool = f"test-stop-{id(gate)}"
+
+        def work(i: int) -> int:
+            gate.wait(5)
+            finished.append(i)
+            if i == 0:
+                raise StopIteration
+            return i
+
+        calls = asyncio.gather(*(run_blocking(lambda i=i: work(i), pool=pool, workers=6) for i in range(6)),
+                               return_exceptions=True)
+        await asyncio.sleep(0.05)
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(finished) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)  # all six finish while the loop is busy: one burst
+        time.sleep(0.05)
+        return await asyncio.wait_for(calls, 5)
+
+    first, *rest = run(scenario)
+    assert isinstance(first, RuntimeError) and "StopIteration" in str(first)
+    assert rest == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("gives_up", ["timeout", "cancelled"])
+def test_a_caller_that_gives_up_before_its_work_started_cancels_the_work(gives_up: str) -> None:
     async def scenario() -> list[str]:
         ran: list[str] = []
         gate = threading.Event()
-        pool = f"test-cancel-{id(ran)}"
+        pool = f"test-{gives_up}-{id(ran)}"
         first = asyncio.create_task(run_blocking(lambda: gate.wait(5), pool=pool, workers=1))
-        await asyncio.sleep(0.05)
-        with pytest.raises(TimeoutError):
-            await run_blocking(lambda: ran.append("tarde"), pool=pool, workers=1, timeout=0.1)
+        await asyncio.sleep(0.05)  # the pool's only thread is busy: the next call queues
+        if gives_up == "timeout":
+            with pytest.raises(TimeoutError):
+                await run_blocking(lambda: ran.append("tarde"), pool=pool, workers=1, timeout=0.1)
+        else:
+            queued = asyncio.create_task(run_blocking(lambda: ran.append("tarde"), pool=pool, workers=1))
+            await asyncio.sleep(0.05)
+            queued.cancel()  # the request went away (client gone, server stopping)
+            with pytest.raises(asyncio.CancelledError):
+                await queued
         gate.set()
         await first
         await asyncio.sleep(0.1)
         return ran
 
     assert run(scenario) == []
+
+
+def test_a_timed_out_call_does_not_keep_its_answer_while_the_commit_hangs() -> None:
+    import gc
+    import weakref
+
+    class Answer:
+        pass
+
+    async def scenario() -> tuple[Any, Future[None]]:
+        never: Future[None] = Future()
+        waits: list[Future[None]] = []
+        made: list[Any] = []
+
+        def call() -> Answer:
+            waits.append(never)
+            answer = Answer()
+            made.append(weakref.ref(answer))
+            return answer
+
+        with pytest.raises(TimeoutError):
+            await run_blocking(call, waits=waits, waits_timeout=0.1)
+        return made[0], never
+
+    ref, never = run(scenario)
+    gc.collect()
+    assert ref() is None, "the answer of a call given up on is still held by the commit it waited for"
+    assert not never.done()
