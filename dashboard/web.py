@@ -150,14 +150,15 @@ pools = _Pools()
 
 async def run_blocking(fn: Callable[[], T], *, pool: str = "web", workers: int = 8,
                        timeout: float | None = None, waits: list[concurrent.futures.Future[Any]] | None = None,
-                       waits_timeout: float = 30.0) -> T:
+                       waits_timeout: float | None = None) -> T:
     """Run ``fn`` in a worker thread with the caller's context variables (request id) and await it. Answers
     reach the loop through ``_Wakeups``: a burst of them finished at once costs the loop one wake-up.
 
     ``waits``: a list that ``fn`` fills with futures other threads finish (the audit writer's commits, see
     ``audit.deferred_commits``). The answer is ``fn``'s once every one of them is done too (the first one's
-    error instead; ``TimeoutError`` if they are not done ``waits_timeout`` seconds after ``fn`` returned), and
-    the worker is free meanwhile. Waiting for both in one future spares the loop a wake-up per call."""
+    error instead; with ``waits_timeout``, ``TimeoutError`` if they are not done that many seconds after ``fn``
+    returned), and the worker is free meanwhile. Waiting for both in one future spares the loop a wake-up per
+    call."""
     executor = pools.get(pool, workers)
     loop = asyncio.get_running_loop()
     wakeups = _wakeups.get(loop)
@@ -175,14 +176,14 @@ async def run_blocking(fn: Callable[[], T], *, pool: str = "web", workers: int =
             except BaseException as exc:
                 answer.set_exception(exc)
                 return
-            if any(not w.done() for w in waits):
+            if waits_timeout is not None and any(not w.done() for w in waits):
                 wakeups.expire(answer, waits_timeout)
             held = [result]  # dropped once the answer is settled, even if a commit it waited for never ends
             answer.add_done_callback(lambda _: held.clear())
             _answer_after(waits, 0, held, answer)
 
         job = executor.submit(contextvars.copy_context().run, then_waits)
-    waiter = wakeups.watch(loop, answer)
+    waiter = wakeups.watch(answer)
     try:
         return await (waiter if timeout is None else asyncio.wait_for(waiter, timeout))
     except (TimeoutError, asyncio.CancelledError):
@@ -243,7 +244,10 @@ class _Wakeups:
             # In a context of its own: not the request's whose thread happens to schedule it.
             target.call_soon_threadsafe(callback, context=contextvars.Context())
 
-    def watch(self, loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
+    def watch(self, done: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
+        """An asyncio future of this loop (called on it) that gets ``done``'s outcome."""
+        loop = self._loop()
+        assert loop is not None
         waiter = loop.create_future()
 
         def finished(future: concurrent.futures.Future[Any]) -> None:
@@ -296,7 +300,7 @@ class _Wakeups:
             following = min(self._deadlines.values(), default=None)
             self._watching = following is not None
         for done in overdue:
-            _settle(done, error=TimeoutError("A confirmação não chegou a tempo (gravação da auditoria)."))
+            _settle(done, error=TimeoutError("Uma gravação em segundo plano não foi confirmada a tempo."))
         target = self._loop()
         if following is not None and target is not None and not target.is_closed():
             target.call_later(min(1.0, max(0.01, following - now)), self._check, context=contextvars.Context())
