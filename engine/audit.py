@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,6 +19,8 @@ from typing import Any
 import psycopg
 from prometheus_client import Histogram
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine.context import current_request_id
@@ -43,6 +47,7 @@ def _row(*, actor: Any, action: str, entity_type: str = "", entity_id: str | int
         "after": after,
         "request_id": current_request_id(),
         "source": source,
+        "journal_id": None,
     }
 
 
@@ -176,9 +181,13 @@ class GroupWriter:
         return conn, None
 
 
+#: What the database raises when it refuses a row (bad data, a broken constraint), the transaction rolled back.
+REFUSED = (psycopg.DataError, psycopg.IntegrityError, sa_exc.DataError, sa_exc.IntegrityError)
+
+
 def _refused(error: BaseException) -> bool:
     """The database refused a row (bad data, a broken constraint) and rolled its transaction back."""
-    return isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
+    return isinstance(error, REFUSED)
 
 
 @functools.cache
@@ -275,6 +284,100 @@ def _write_grouped(engine: Engine, entry: Entry) -> None:
     done.result(WRITE_TIMEOUT_SECONDS)
 
 
+# Journaled rows ----------------------------------------------------------------------------------------
+#
+# A change kept outside the database (a draft in Redis) can carry its audit row into the same atomic write (the
+# store's script appends it to a journal, a Redis stream), so the row exists exactly when the change does and
+# the caller waits for no database commit. Drainers move journaled rows into ``audit_events``; each row carries a
+# ``journal_id`` of its own, unique in the table, so a drain repeated after a crash or run by two processes at
+# once writes every row once. Readers of the trail (``list_events``) drain first: they see every row journaled
+# before they asked.
+
+log = logging.getLogger("oficina.audit")
+
+
+def _new_journal_ids() -> None:
+    global _journal_prefix, _journal_count
+    _journal_prefix, _journal_count = os.urandom(8).hex(), itertools.count(1)
+
+
+_new_journal_ids()
+os.register_at_fork(after_in_child=_new_journal_ids)  # a forked worker never repeats its parent's ids
+
+
+def journal_row(**event: Any) -> str:
+    """The JSON of the audit row ``record`` would add (``event``: its keywords), stamped now and with a new
+    ``journal_id`` (64 random bits of this process, then a counter: unique without a system call each):
+    what a journal keeps until it is drained with ``insert_journaled``."""
+    row = _row(**event)
+    row["created_at"] = utcnow()
+    row["journal_id"] = f"{_journal_prefix}{next(_journal_count):x}"
+    return _row_json(AuditEvent.__table__, row)
+
+
+@functools.cache
+def _journaled_statement() -> str:
+    columns = ", ".join(_quoted(c) for c in _columns(AuditEvent.__table__))
+    return (f"INSERT INTO audit_events ({columns}) SELECT {columns} "
+            "FROM json_populate_recordset(NULL::audit_events, %s::json) ON CONFLICT (journal_id) DO NOTHING")
+
+
+def _decoded(encoded: str) -> dict[str, Any]:
+    row = json.loads(encoded)
+    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    return row
+
+
+def insert_journaled(engine: Engine, rows: Sequence[str]) -> int:
+    """Commit journaled rows (``journal_row``'s JSON) in one statement, skipping those already written.
+    Returns how many were new."""
+    if not rows:
+        return 0
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            written = raw.execute(_journaled_statement(), [f"[{','.join(rows)}]"], prepare=True).rowcount
+            raw.commit()
+            return written
+        statement = sqlite_insert(AuditEvent).on_conflict_do_nothing(index_elements=["journal_id"])
+        written = conn.execute(statement, [_decoded(r) for r in rows]).rowcount
+        conn.commit()
+        return written
+
+
+Drain = Callable[[], int]
+_journals: dict[tuple[str, str], Drain] = {}
+_journals_lock = threading.Lock()
+
+
+def add_journal(engine: Engine, name: str, drain: Drain) -> None:
+    """Register ``drain`` (moves the journal's rows into ``engine``'s database, returns how many) to be run by
+    ``flush_journals`` before the trail is read."""
+    with _journals_lock:
+        _journals[(engine.url.render_as_string(hide_password=False), name)] = drain
+
+
+def remove_journals() -> None:
+    with _journals_lock:
+        _journals.clear()
+
+
+def flush_journals(engine: Engine) -> int:
+    """Drain every journal registered for ``engine``'s database; one that cannot be read now (Redis down) is
+    logged and skipped: the trail is then shown without its rows, which stay journaled."""
+    url = engine.url.render_as_string(hide_password=False)
+    with _journals_lock:
+        drains = [drain for (db, _), drain in _journals.items() if db == url]
+    total = 0
+    for drain in drains:
+        try:
+            total += drain()
+        except Exception:
+            log.warning("audit journal not drained", exc_info=True)
+    return total
+
+
 def _filtered(query: Select, *, action: str | None, entity_type: str | None, actor_id: int | None,
               since: datetime | None, until: datetime | None, search: str | None) -> Select:
     if action:
@@ -308,6 +411,7 @@ def list_events(
 ) -> tuple[list[AuditEvent], int]:
     """A page of audit events, newest first, and the total that match."""
     require(actor, "audit.view")
+    flush_journals(session.get_bind().engine)
     filters = dict(action=action, entity_type=entity_type, actor_id=actor_id, since=since, until=until,
                    search=search)
     total = session.scalar(_filtered(select(func.count(AuditEvent.id)), **filters)) or 0

@@ -73,6 +73,7 @@ class PutResult:
     stored: bool
     current_version: int  # the new version when stored, the version found otherwise
     snapshot: str = ""  # why a durable version is due: "first", "step" or "interval"; "" = not due
+    journaled: bool = False  # the save's audit row went into the store's journal with it (Redis)
 
     @property
     def snapshot_due(self) -> bool:
@@ -86,6 +87,8 @@ class DraftStore:
     name = "base"
     #: True when drafts are written in the caller's transaction (so their audit rows belong there too).
     in_session = False
+    #: True when the store keeps a journal of audit rows written with its saves (``journal_read``...).
+    journal = False
 
     def get(self, session: Session, key: DraftKey) -> StoredDraft | None:
         """The live draft at ``key``, or None (missing or expired)."""
@@ -131,10 +134,14 @@ class DraftStore:
         bucket: str,
         limit: int,
         window: float,
+        audit_row: str = "",
     ) -> tuple[float, PutResult | None]:
         """``hit(bucket)`` and, only when it is allowed, ``put(draft)``: ``(0, result)``, or ``(wait, None)``
         when the rate limit refuses (nothing is then stored or counted). Stores that can do both in one
-        step (Redis: one script, one round trip) override this; the order and outcomes stay the same."""
+        step (Redis: one script, one round trip) override this; the order and outcomes stay the same.
+
+        ``audit_row`` (``audit.journal_row``): a store with a journal writes it with the draft when no durable
+        version is due and says so in ``PutResult.journaled``; the others ignore it (the caller writes it)."""
         wait = self.hit(bucket, limit=limit, window=window)
         if wait > 0:
             return wait, None
@@ -334,7 +341,7 @@ class DatabaseDraftStore(DraftStore):
 _PUT = """
 local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'va')
 local curv = tonumber(cur[1]) or 0
-if curv ~= tonumber(ARGV[1]) then return {0, curv, 0} end
+if curv ~= tonumber(ARGV[1]) then return {0, curv, 0, 0} end
 local now = tonumber(ARGV[7])
 local va = tonumber(cur[3]) or 0
 local snap = 0
@@ -347,7 +354,12 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'b', ARGV[3], 's', ARGV[4], 'm', ARGV[
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[11], ARGV[10])
 redis.call('ZADD', KEYS[3], ARGV[11], ARGV[10])
-return {1, tonumber(ARGV[2]), snap}
+local journaled = 0
+if snap == 0 and ARGV[16] and ARGV[16] ~= '' and redis.call('XLEN', KEYS[5]) < tonumber(ARGV[17]) then
+  redis.call('XADD', KEYS[5], '*', 'r', ARGV[16])
+  journaled = 1
+end
+return {1, tonumber(ARGV[2]), snap, journaled}
 """
 
 _DELETE = """
@@ -374,7 +386,10 @@ return '0'
 """
 
 # _HIT on KEYS[4] with ARGV[12..15], then (only when allowed) _PUT: the save's two checks in one round trip.
-# Returns {-1, 0, 0, wait} when the rate limit refuses, else _PUT's answer.
+# Returns {-1, 0, 0, wait} when the rate limit refuses, else _PUT's answer. With an audit row in ARGV[16],
+# _PUT appends it to the journal stream KEYS[5] when it stores and no durable version is due (that save's row
+# goes to the database with its version, in one transaction) and the journal holds fewer than ARGV[17] rows;
+# its answer's fourth item says whether it did.
 _HIT_AND_PUT = """
 local rnow = tonumber(ARGV[12])
 local window = tonumber(ARGV[13])
@@ -430,6 +445,9 @@ class _LeanScript:
 
 
 _SNAPSHOT_REASONS = ("", "step", "interval", "first")
+#: Past this many rows waiting in the journal (the database unreachable for long), saves write their audit row
+#: to the database before answering again, as they do without a journal: Redis memory stays bounded.
+JOURNAL_MAX_ROWS = 100_000
 _META_FIELDS = ("v", "s", "m", "st", "u", "va", "e")
 
 
@@ -439,6 +457,7 @@ class RedisDraftStore(DraftStore):
     so they are atomic across every web process sharing the Redis."""
 
     name = "redis"
+    journal = True
 
     def __init__(self, client: Any, *, prefix: str = "oficina:drafts:", clock: Clock = time.time) -> None:
         self.redis = client
@@ -510,7 +529,7 @@ class RedisDraftStore(DraftStore):
     def put(
         self, session: Session, draft: StoredDraft, *, expected_version: int, snapshot_every: float
     ) -> PutResult:
-        stored, version, snap = self._put(
+        stored, version, snap, _ = self._put(
             keys=self._put_keys(draft), args=self._put_args(draft, expected_version, snapshot_every)
         )
         return PutResult(bool(stored), int(version), _SNAPSHOT_REASONS[int(snap)])
@@ -525,22 +544,45 @@ class RedisDraftStore(DraftStore):
         bucket: str,
         limit: int,
         window: float,
+        audit_row: str = "",
     ) -> tuple[float, PutResult | None]:
         now = self.clock()
         answer = self._hit_and_put(
-            keys=[*self._put_keys(draft), f"{self.prefix}r:{bucket}"],
+            keys=[*self._put_keys(draft), f"{self.prefix}r:{bucket}", self.journal_key],
             args=[
                 *self._put_args(draft, expected_version, snapshot_every),
                 f"{now:.6f}",
                 window,
                 limit,
                 self._member(now),
+                audit_row,
+                JOURNAL_MAX_ROWS,
             ],
         )
         if int(answer[0]) < 0:
             return max(0.001, float(answer[3])), None
-        stored, version, snap = answer[:3]
-        return 0.0, PutResult(bool(stored), int(version), _SNAPSHOT_REASONS[int(snap)])
+        stored, version, snap, journaled = answer
+        return 0.0, PutResult(bool(stored), int(version), _SNAPSHOT_REASONS[int(snap)], bool(journaled))
+
+    @property
+    def journal_key(self) -> str:
+        """The stream of audit rows written with their saves, waiting to be drained into the database."""
+        return f"{self.prefix}audit"
+
+    def journal_read(self, count: int) -> list[tuple[str, str]]:
+        """The oldest ``count`` journaled audit rows: (entry id, row JSON)."""
+        return [(entry_id, fields["r"]) for entry_id, fields in self.redis.xrange(self.journal_key, count=count)]
+
+    def journal_remove(self, entry_ids: list[str]) -> None:
+        if entry_ids:
+            self.redis.xdel(self.journal_key, *entry_ids)
+
+    def journal_length(self) -> int:
+        return int(self.redis.xlen(self.journal_key))
+
+    def journal_refuse(self, entry_id: str, row: str) -> None:
+        """Keep a row the database refused (``{journal_key}:refused``, a list, no expiry) for an admin."""
+        self.redis.rpush(f"{self.journal_key}:refused", json.dumps({"id": entry_id, "row": row}))
 
     def delete(self, session: Session, key: DraftKey, *, expected_version: int | None = None) -> bool:
         removed = self._delete(

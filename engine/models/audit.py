@@ -26,3 +26,6 @@ class AuditEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     request_id: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(20), default="")
+    #: Set on rows that waited in a journal (a Redis stream, written atomically with the change they audit)
+    #: before reaching the database: unique, so a row drained twice is written once.
+    journal_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)

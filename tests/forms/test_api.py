@@ -261,15 +261,16 @@ def test_survey_progress_round_trip_and_already_submitted(server, store):
     assert public.delete("/api/progress/", params=q2).status_code == 404
 
 
-def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store, monkeypatch):
-    """Redis-kept saves are audited by group commit; the API waits for it on its event loop (the worker
-    thread is already free) and fails the call, with the saved draft intact, when the audit cannot be
-    written."""
+def test_a_save_is_answered_only_once_its_audit_row_is_kept(server, store, monkeypatch):
+    """A save is answered only once its audit row is as durable as the save: in the database store, in the
+    save's transaction; in Redis, in the journal the save's script writes (no database commit is waited for),
+    or, when the save also writes a durable version, committed with it by the group writer before the answer,
+    which fails, the saved draft intact, when the row cannot be written."""
     import time
 
     from sqlalchemy import select
 
-    from engine import audit
+    from engine import audit, drafts
     from engine.db import session_scope
     from engine.models import AuditEvent
 
@@ -282,6 +283,12 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
         delays.append(0.4)
         return insert_batch(conn, entries)
 
+    def saves() -> list[int]:
+        drafts.drain_audit_journal(server.settings)
+        with session_scope(server.settings) as s:
+            return [e.after["version"] for e in s.scalars(
+                select(AuditEvent).where(AuditEvent.action == "draft.save").order_by(AuditEvent.id))]
+
     # The first save also writes a durable version (in the group writer's transaction with its audit row).
     assert api.post("/api/v1/drafts/save", json=body({"razao_social": "Primeira"}, version=0)).status_code == 200
     monkeypatch.setattr(audit, "_insert_batch", slow_insert)
@@ -289,20 +296,23 @@ def test_a_save_is_answered_only_after_its_audit_row_is_committed(server, store,
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Auditada"}, version=1))
     elapsed = time.monotonic() - started
     assert r.status_code == 200, r.text
-    with session_scope(server.settings) as s:
-        saves = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save")
-                          .order_by(AuditEvent.id)).all()
-    assert [e.after["version"] for e in saves] == [1, 2]
-    if store.in_session:  # the database store audits in the save's own transaction
+    assert delays == [] and elapsed < 0.4  # journaled (Redis) or in the save's transaction (database)
+    # A step change writes a durable version: with its audit row, committed before the answer.
+    started = time.monotonic()
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Passo 2"}, version=2, step=1))
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    if store.in_session:
         assert delays == []
     else:
         assert delays and elapsed >= 0.4
+    assert saves() == [1, 2, 3]
 
     def broken_insert(conn, entries):
         raise RuntimeError("audit table unavailable")
 
     monkeypatch.setattr(audit, "_insert_batch", broken_insert)
-    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Sem auditoria"}, version=2))
+    r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Sem auditoria"}, version=3, step=2))
     if store.in_session:
         assert r.status_code == 200
     else:
@@ -320,6 +330,7 @@ def test_a_save_touches_the_database_only_for_what_it_writes_there(server, store
     from sqlalchemy import func, select
 
     import dashboard.api.base as api_base
+    from engine import drafts
     from engine.db import session_scope
     from engine.models import AuditEvent
     from engine.models.drafts import DraftVersion
@@ -341,6 +352,7 @@ def test_a_save_touches_the_database_only_for_what_it_writes_there(server, store
     r = api.post("/api/v1/drafts/save", json=body({"razao_social": "Três"}, version=2, step=1))  # a new step
     assert r.status_code == 200, r.text
     assert len(opened) == (2 if store.in_session else 0)
+    drafts.drain_audit_journal(server.settings)  # what a reader of the trail does first
     with session_scope(server.settings) as s:
         versions = s.scalars(select(DraftVersion).order_by(DraftVersion.id)).all()
         saves = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save")).all()

@@ -701,7 +701,8 @@ def test_cli_lists_drafts_without_content_and_sweeps(draft_settings, users, stor
         args.func(args)
     args = parser.parse_args(["drafts", "sweep"])
     assert args.func(args) == 0
-    assert json.loads(capsys.readouterr().out) == {"drafts": 0, "versions": 0, "survey_progress": 0}
+    assert json.loads(capsys.readouterr().out) == {"drafts": 0, "versions": 0, "survey_progress": 0,
+                                                   "audit_journal": 0}
 
 
 def test_the_signature_of_a_draft_is_the_one_earlier_releases_wrote():

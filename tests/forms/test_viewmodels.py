@@ -83,9 +83,9 @@ def test_stale_tab_gets_a_conflict_and_resolves_field_by_field(draft_settings, u
 def test_a_save_that_landed_without_an_answer_is_not_taken_for_another_tab(
     draft_settings, users, store, monkeypatch
 ):
-    # With the Redis store the draft is swapped in before its audit row is committed: the database failing
-    # then leaves the save stored while the page saw an error. The next save must go on top of it, not show
-    # a conflict against the page's own work.
+    # With the Redis store a save that writes a durable version (here a step change) is swapped in before its
+    # audit row and version are committed: the database failing then leaves the save stored while the page saw
+    # an error. The next save must go on top of it, not show a conflict against the page's own work.
     from engine import audit
 
     author = users["autor"]
@@ -98,12 +98,12 @@ def test_a_save_that_landed_without_an_answer_is_not_taken_for_another_tab(
         raise ConnectionError("banco fora do ar")
 
     monkeypatch.setattr(audit, target, database_down)
-    w.queue_save({"razao_social": "Segunda"}, step=0, seq=2)
+    w.queue_save({"razao_social": "Segunda"}, step=1, seq=2)
     assert w.component.save_state == "error" and w.component.version == 1
     monkeypatch.setattr(audit, target, real)
     landed = stored(draft_settings, author).version
     assert landed == (1 if store.in_session else 2)  # the database store rolled it back with the audit row
-    w.queue_save({"razao_social": "Segunda", "cidade": "Recife"}, step=0, seq=3)
+    w.queue_save({"razao_social": "Segunda", "cidade": "Recife"}, step=1, seq=3)
     assert w.conflict is None and w.component.save_state == "saved"
     state = stored(draft_settings, author)
     assert state.data == {"razao_social": "Segunda", "cidade": "Recife"} and state.version == landed + 1

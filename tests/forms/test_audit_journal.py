@@ -1,0 +1,206 @@
+"""The audit journal of Redis-kept drafts: a save's audit row is written by the save's own script into a Redis
+stream and drained into ``audit_events`` once, whatever fails in between. On PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from engine import audit, draft_stores, drafts
+from engine.db import get_engine, session_scope
+from engine.errors import Conflict, LimitExceeded
+from engine.models import AuditEvent, User
+from engine.settings import Settings
+from tests.forms.conftest import make_settings, redis_client
+from tests.forms.test_drafts import save
+
+pytestmark = pytest.mark.xdist_group("forms-journal")
+
+COMBINATIONS = [("postgresql", "redis"), ("sqlite", "redis")]
+
+
+@pytest.fixture(params=COMBINATIONS, ids=[f"{d}-{s}" for d, s in COMBINATIONS])
+def combination(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param
+
+
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No background drain during the test: what the journal holds stays there until the test drains it."""
+    monkeypatch.setattr(drafts, "JOURNAL_DRAIN_SECONDS", 3600.0)
+
+
+def saves_in_db(settings: Settings) -> list[AuditEvent]:
+    with session_scope(settings) as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "draft.save").order_by(AuditEvent.id))
+        return list(rows)
+
+
+def journaled(store: Any) -> list[dict[str, Any]]:
+    """The rows in the journal (each entry: the row's HMAC, 64 hex characters, then the row)."""
+    return [json.loads(entry[64:]) for _, entry in store.journal_read(100)]
+
+
+def test_a_save_journals_its_row_with_the_draft_and_a_drain_writes_it_once(draft_settings, users, store,
+                                                                           quiet, monkeypatch):
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)  # the first: a durable version is due
+    assert store.journal_length() == 0 and [e.after["version"] for e in saves_in_db(draft_settings)] == [1]
+
+    save(draft_settings, author, {"razao_social": "Dois"}, version=1)
+    assert store.journal_length() == 1 and len(saves_in_db(draft_settings)) == 1
+    (row,) = journaled(store)
+    assert row["action"] == "draft.save" and row["actor_id"] == author.id
+    assert row["actor_label"] == author.email and row["entity_id"] == f"{author.id}:clientes:novo-1"
+    assert row["after"] == {"version": 2, "step": 0, "size": row["after"]["size"], "source": "api"}
+    assert len(row["journal_id"]) <= 32 and row["created_at"]
+
+    # Refused saves journal nothing: a stale version, then the rate limit.
+    with pytest.raises(Conflict):
+        save(draft_settings, author, {"razao_social": "Velha"}, version=1)
+    with pytest.raises(LimitExceeded):
+        save(make_settings(draft_settings, checkpoint_rate_limit_per_minute=2), author, {"razao_social": "Três"},
+             version=2)
+    assert store.journal_length() == 1
+
+    # A drain that dies after its insert, before it removes the rows from the journal: the next writes nothing
+    # twice.
+    removing = store.journal_remove
+
+    def crash(ids):
+        raise ConnectionError("killed between the insert and the removal")
+
+    monkeypatch.setattr(store, "journal_remove", crash)
+    with pytest.raises(ConnectionError):
+        drafts.drain_audit_journal(draft_settings)
+    assert store.journal_length() == 1 and len(saves_in_db(draft_settings)) == 2
+    monkeypatch.setattr(store, "journal_remove", removing)
+    assert drafts.drain_audit_journal(draft_settings) == 1
+    assert store.journal_length() == 0
+    rows = saves_in_db(draft_settings)
+    assert [e.after["version"] for e in rows] == [1, 2]
+    drained = rows[1]
+    assert drained.journal_id == row["journal_id"] and drained.actor_id == author.id
+    assert drained.created_at.isoformat() == row["created_at"] and rows[0].journal_id is None
+    assert audit.insert_journaled(get_engine(draft_settings), [json.dumps(row)]) == 0  # written once
+
+
+def test_the_trail_drains_the_journal_before_it_is_read(draft_settings, users, store, quiet):
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)
+    save(draft_settings, author, {"razao_social": "Dois"}, version=1)
+    assert store.journal_length() == 1
+    with session_scope(draft_settings) as s:
+        events, total = audit.list_events(s, actor=users["admin"], action="draft.save")
+        assert total == 2 and sorted(e.after["version"] for e in events) == [1, 2]
+    assert store.journal_length() == 0
+
+
+def test_the_journal_keeps_its_rows_while_the_database_fails(draft_settings, users, store, monkeypatch):
+    """The save is answered (the draft and its row are in Redis); the drainer thread keeps trying and writes
+    the row once the database works again."""
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setattr(drafts, "JOURNAL_DRAIN_SECONDS", 0.02)
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)
+    insert = audit.insert_journaled
+    failures: list[int] = []
+
+    def down(engine, rows):
+        failures.append(len(rows))
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("database down"))
+
+    monkeypatch.setattr(audit, "insert_journaled", down)
+    state = save(draft_settings, author, {"razao_social": "Durante a queda"}, version=1)
+    assert state.version == 2
+    deadline = time.monotonic() + 5
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert failures and store.journal_length() == 1 and len(saves_in_db(draft_settings)) == 1
+    monkeypatch.setattr(audit, "insert_journaled", insert)
+    deadline = time.monotonic() + 10  # the thread backs off while it fails: at most a few seconds here
+    while len(saves_in_db(draft_settings)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 2]
+    assert store.journal_length() == 0
+
+
+def test_a_row_the_database_refuses_alone_is_set_aside_and_the_others_are_written(draft_settings, users, store,
+                                                                                  quiet):
+    author, other = users["autor"], users["outro"]
+    for user in (author, other):
+        save(draft_settings, user, {"razao_social": "Um"}, version=0)
+        save(draft_settings, user, {"razao_social": "Dois"}, version=1)
+    client = redis_client(store)
+    ((_, entry),) = store.journal_read(100)[-1:]
+    forged = entry.replace(f'"actor_id":{other.id}', f'"actor_id":{author.id}')
+    assert forged != entry
+    client.xadd(store.journal_key, {"r": forged})  # tampered: another author, the signature left as it was
+    # Signed, but no row the table can hold (a bug, another release): refused by the database alone.
+    not_a_row = '{"not": "an audit row"'
+    client.xadd(store.journal_key, {"r": drafts.sign(draft_settings.secret_key, not_a_row.encode(),
+                                                      purpose=drafts.JOURNAL_PURPOSE) + not_a_row})
+    with session_scope(draft_settings) as s:  # an author leaves before the drain
+        s.execute(delete(User).where(User.id == other.id))
+    assert drafts.drain_audit_journal(draft_settings) == 4
+    assert store.journal_length() == 0
+    journaled_rows = [e for e in saves_in_db(draft_settings) if e.journal_id]
+    assert sorted(((e.actor_id or 0), e.actor_label) for e in journaled_rows) == sorted(
+        [(author.id, author.email), (0, other.email)])
+    refused = [json.loads(x)["row"] for x in client.lrange(f"{store.journal_key}:refused", 0, -1)]
+    assert refused == [forged, not_a_row]
+    with session_scope(draft_settings) as s:
+        reasons = [e.after["reason"] for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "audit.journal_refused").order_by(AuditEvent.id))]
+    assert reasons[0] == "assinatura inválida" and reasons[1].startswith("recusada pelo banco")
+
+
+def test_a_full_journal_makes_saves_audit_in_the_database_before_they_answer(draft_settings, users, store,
+                                                                           quiet, monkeypatch):
+    monkeypatch.setattr(draft_stores, "JOURNAL_MAX_ROWS", 1)
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)
+    save(draft_settings, author, {"razao_social": "Dois"}, version=1)
+    assert store.journal_length() == 1
+    save(draft_settings, author, {"razao_social": "Três"}, version=2)
+    assert store.journal_length() == 1
+    assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 3]
+
+
+def test_the_periodic_sweep_drains_what_a_stopped_process_left(draft_settings, users, store, quiet):
+    author = users["autor"]
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)
+    save(draft_settings, author, {"razao_social": "Dois"}, version=1)
+    with session_scope(draft_settings) as s:
+        counts = drafts.sweep_expired(s, settings=draft_settings)
+    assert counts["audit_journal"] == 1 and store.journal_length() == 0
+    assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 2]
+
+
+def test_an_idle_drainer_ends_and_the_next_save_starts_another(draft_settings, users, store, monkeypatch):
+    monkeypatch.setattr(drafts, "JOURNAL_DRAIN_SECONDS", 0.02)
+    monkeypatch.setattr(drafts, "JOURNAL_IDLE_SECONDS", 0.1)
+    author = users["autor"]
+    ident = drafts._drainer_key(draft_settings)
+
+    def wait_for(condition) -> bool:
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    save(draft_settings, author, {"razao_social": "Um"}, version=0)
+    save(draft_settings, author, {"razao_social": "Dois"}, version=1)
+    first = drafts._drainers.get(ident)
+    assert first is not None
+    assert wait_for(lambda: len(saves_in_db(draft_settings)) == 2)
+    assert wait_for(lambda: ident not in drafts._drainers)
+    save(draft_settings, author, {"razao_social": "Três"}, version=2)
+    second = drafts._drainers.get(ident)
+    assert second is not None and second is not first
+    assert wait_for(lambda: len(saves_in_db(draft_settings)) == 3)
