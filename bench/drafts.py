@@ -15,10 +15,11 @@ What it does, in one run:
   and the full/bare ratio.
 
 A full save is: bearer-token lookup, endpoint permission, JSON-schema validation of the body, form check
-(types, bounds, field statuses), canonical JSON, size limit, HMAC-SHA256, the per-user rate limit (a Redis
-Lua script; the limit is raised so that it counts without refusing), compare-and-swap (a second Lua script),
-a durable version row when due, an audit row, and the commit. The rate limit of the deployment would stop a
-benchmark at 10 saves per user per minute, hence the raised limit (the check still runs).
+(types, bounds, field statuses), canonical JSON, size limit, HMAC-SHA256, then one Redis Lua script doing the
+per-user rate limit (raised so that it counts without refusing: the deployment's 10 saves per user per minute
+would stop a benchmark), the compare-and-swap and the audit row (into the audit journal, which a thread of the
+server drains into PostgreSQL); and, when one is due (the clients change step every 50 saves), a durable version
+committed with that save's audit row before the answer.
 
 Not a timed test: it prints figures. Keep the machine otherwise idle for meaningful numbers.
 """

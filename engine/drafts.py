@@ -34,6 +34,7 @@ deletes expired drafts, old versions and expired survey progress.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import ipaddress
 import json
@@ -846,6 +847,15 @@ class _Drainer:
 
 _drainers: dict[tuple[int, str, str, str], _Drainer] = {}
 _drainers_lock = threading.Lock()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """A process that journaled rows (a script, a worker) drains them once more as it exits, instead of leaving
+    them to another process's drainer or the periodic sweep."""
+    for ident, drainer in list(_drainers.items()):
+        if ident[0] == os.getpid():
+            drainer._drain()
 
 
 def _drainer_key(settings: Settings) -> tuple[int, str, str, str]:

@@ -204,3 +204,39 @@ def test_an_idle_drainer_ends_and_the_next_save_starts_another(draft_settings, u
     second = drafts._drainers.get(ident)
     assert second is not None and second is not first
     assert wait_for(lambda: len(saves_in_db(draft_settings)) == 3)
+
+
+def test_a_script_that_exits_at_once_leaves_nothing_in_the_journal(draft_settings, users, store):
+    import subprocess
+    import sys
+
+    author = users["autor"]
+    script = f"""
+from engine import drafts
+from engine.db import session_scope
+from engine.models import User
+from engine.settings import Settings, set_settings
+
+drafts.JOURNAL_DRAIN_SECONDS = 3600.0  # no drain but the one at exit
+settings = Settings.from_environ()
+set_settings(settings)
+with session_scope(settings) as s:
+    author = s.get(User, {author.id})
+    s.expunge(author)
+for version, text in enumerate(["Um", "Dois"]):
+    with session_scope(settings) as s:
+        drafts.save_draft(s, actor=author, form_slug="clientes", object_id="script", version=version,
+                          payload={{"data": {{"razao_social": text}}, "step": 0}}, settings=settings)
+print(drafts.get_store(settings).journal_length())
+"""
+    env = {
+        "OFICINA_ENV": "test", "SECRET_KEY": draft_settings.secret_key,
+        "DATABASE_URL": draft_settings.resolved_database_url, "REDIS_URL": draft_settings.redis_url,
+        "QUEUE_NAME": draft_settings.queue_name, "CHECKPOINT_STORAGE": "redis",
+        "OFICINA_DATA_DIR": str(draft_settings.data_dir), "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # journaled when the script ended
+    assert store.journal_length() == 0
+    assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 2]

@@ -756,3 +756,22 @@ def test_a_save_whose_connection_was_dropped_reconnects_and_lands_once(draft_set
     with pytest.raises(Conflict):  # applied once: version 1 is stale now
         save(draft_settings, author, {"razao_social": "Outra"}, version=1)
     assert save(draft_settings, author, {"razao_social": "Por fim"}, version=2).version == 3
+
+
+@REDIS_ONLY
+def test_an_error_reply_is_raised_as_the_client_raises_it_and_the_connection_goes_on(draft_settings, store):
+    from redis.exceptions import ResponseError
+
+    from engine.draft_stores import _LeanScript
+
+    client = redis_client(store)
+    failing = _LeanScript(client, client.register_script("return redis.error_reply('ERR recusado: ' .. ARGV[1])"))
+    echo = _LeanScript(client, client.register_script("return {ARGV[1], tonumber(ARGV[2]) + 1}"))
+    with pytest.raises(ResponseError, match="recusado: ção"):
+        failing(keys=[], args=["ção"])
+    connection = failing._local.owned[1]
+    assert connection.is_connected  # an answer, not a broken connection: kept
+    assert echo(keys=["k"], args=["ação", 41]) == ["ação", 42]  # decoded as the client decodes
+    with pytest.raises(ResponseError, match="recusado: de novo"):
+        failing(keys=[], args=["de novo"])
+    assert failing._local.owned[1] is connection and connection.is_connected
