@@ -305,13 +305,13 @@ _new_journal_ids()
 os.register_at_fork(after_in_child=_new_journal_ids)  # a forked worker never repeats its parent's ids
 
 
-def journal_row(**event: Any) -> str:
-    """The JSON of the audit row ``record`` would add (``event``: its keywords), stamped now and with a new
-    ``journal_id`` (64 random bits of this process, then a counter: unique without a system call each):
-    what a journal keeps until it is drained with ``insert_journaled``."""
+def journal_row(*, journal_id: str | None = None, **event: Any) -> str:
+    """The JSON of the audit row ``record`` would add (``event``: its keywords), stamped now and with
+    ``journal_id`` (by default a new one: 64 random bits of this process, then a counter, unique without a
+    system call each): what a journal keeps until it is drained with ``insert_journaled``."""
     row = _row(**event)
     row["created_at"] = utcnow()
-    row["journal_id"] = f"{_journal_prefix}{next(_journal_count):x}"
+    row["journal_id"] = journal_id or f"{_journal_prefix}{next(_journal_count):x}"
     return _row_json(AuditEvent.__table__, row)
 
 
@@ -346,33 +346,24 @@ def insert_journaled(engine: Engine, rows: Sequence[str]) -> int:
         return written
 
 
-Drain = Callable[[], int]
-_journals: dict[tuple[str, str], Drain] = {}
-_journals_lock = threading.Lock()
+JournalSource = Callable[[Engine], int]
+_journal_sources: list[JournalSource] = []
 
 
-def add_journal(engine: Engine, name: str, drain: Drain) -> None:
-    """Register ``drain`` (moves the journal's rows into ``engine``'s database, returns how many) to be run by
-    ``flush_journals`` before the trail is read."""
-    with _journals_lock:
-        _journals[(engine.url.render_as_string(hide_password=False), name)] = drain
-
-
-def remove_journals() -> None:
-    with _journals_lock:
-        _journals.clear()
+def add_journal_source(drain: JournalSource) -> None:
+    """Register ``drain(engine)``: moves the rows journaled for ``engine``'s database into it and returns how
+    many (the drafts module registers the draft store's journal). ``list_events`` runs every source first."""
+    if drain not in _journal_sources:
+        _journal_sources.append(drain)
 
 
 def flush_journals(engine: Engine) -> int:
-    """Drain every journal registered for ``engine``'s database; one that cannot be read now (Redis down) is
+    """Drain every journal source for ``engine``'s database; one that cannot be drained now (Redis down) is
     logged and skipped: the trail is then shown without its rows, which stay journaled."""
-    url = engine.url.render_as_string(hide_password=False)
-    with _journals_lock:
-        drains = [drain for (db, _), drain in _journals.items() if db == url]
     total = 0
-    for drain in drains:
+    for drain in list(_journal_sources):
         try:
-            total += drain()
+            total += drain(engine)
         except Exception:
             log.warning("audit journal not drained", exc_info=True)
     return total
@@ -416,7 +407,9 @@ def list_events(
                    search=search)
     total = session.scalar(_filtered(select(func.count(AuditEvent.id)), **filters)) or 0
     rows = session.scalars(
-        _filtered(select(AuditEvent), **filters).order_by(AuditEvent.id.desc()).offset(offset).limit(limit)
+        # By the time of the event: a journaled row gets its id when it is drained, after rows written since.
+        _filtered(select(AuditEvent), **filters).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .offset(offset).limit(limit)
     ).all()
     return list(rows), total
 

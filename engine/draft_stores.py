@@ -402,6 +402,17 @@ redis.call('ZADD', KEYS[4], rnow, ARGV[15])
 redis.call('PEXPIRE', KEYS[4], math.ceil(window * 1000))
 """ + _PUT
 
+_REFUSE = """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[1])
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class _LeanScript:
     """A registered Lua script called on a connection of the calling thread's own, past redis-py's client,
     pool and retry layers (a third of the CPU of a script call on a draft save's hot path).
@@ -467,6 +478,8 @@ class RedisDraftStore(DraftStore):
         self._delete = client.register_script(_DELETE)
         self._hit = client.register_script(_HIT)
         self._hit_and_put = _LeanScript(client, client.register_script(_HIT_AND_PUT))
+        self._refuse = client.register_script(_REFUSE)
+        self._release = client.register_script(_RELEASE)
         self._seq = 0
         self._seq_lock = threading.Lock()
 
@@ -569,9 +582,24 @@ class RedisDraftStore(DraftStore):
         """The stream of audit rows written with their saves, waiting to be drained into the database."""
         return f"{self.prefix}audit"
 
-    def journal_read(self, count: int) -> list[tuple[str, str]]:
-        """The oldest ``count`` journaled audit rows: (entry id, row JSON)."""
-        return [(entry_id, fields["r"]) for entry_id, fields in self.redis.xrange(self.journal_key, count=count)]
+    @property
+    def _raw(self) -> Any:
+        """A client on the same server that returns bytes: a journal entry is read as it is, whatever was
+        written there (the drafts' client would fail on bytes that are not UTF-8)."""
+        raw = getattr(self, "_raw_client", None)
+        if raw is None:
+            import redis
+
+            pool = self.redis.connection_pool
+            kwargs = {**pool.connection_kwargs, "decode_responses": False}
+            raw = self._raw_client = redis.Redis(
+                connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+        return raw
+
+    def journal_read(self, count: int) -> list[tuple[str, bytes | None]]:
+        """The oldest ``count`` journal entries: (entry id, the entry's bytes, None when it has none)."""
+        return [(entry_id.decode(), fields.get(b"r"))
+                for entry_id, fields in self._raw.xrange(self.journal_key, count=count)]
 
     def journal_remove(self, entry_ids: list[str]) -> None:
         if entry_ids:
@@ -580,9 +608,25 @@ class RedisDraftStore(DraftStore):
     def journal_length(self) -> int:
         return int(self.redis.xlen(self.journal_key))
 
-    def journal_refuse(self, entry_id: str, row: str) -> None:
-        """Keep a row the database refused (``{journal_key}:refused``, a list, no expiry) for an admin."""
-        self.redis.rpush(f"{self.journal_key}:refused", json.dumps({"id": entry_id, "row": row}))
+    @property
+    def journal_refused_key(self) -> str:
+        """A hash of the entries that could not be written (entry id -> entry bytes), kept for an admin."""
+        return f"{self.journal_key}:refused"
+
+    def journal_refuse(self, entry_id: str, entry: bytes | None) -> None:
+        """Move an entry out of the journal into ``journal_refused_key``, in one step (done twice, once)."""
+        self._refuse(keys=[self.journal_key, self.journal_refused_key], args=[entry_id, entry or b""],
+                     client=self._raw)
+
+    def journal_lease(self, seconds: float) -> str | None:
+        """The right to drain the journal for ``seconds`` (one drainer at a time across processes), or None
+        while another holds it."""
+        token = os.urandom(8).hex()
+        taken = self.redis.set(f"{self.journal_key}:lease", token, nx=True, px=max(1, int(seconds * 1000)))
+        return token if taken else None
+
+    def journal_release(self, token: str) -> None:
+        self._release(keys=[f"{self.journal_key}:lease"], args=[token])
 
     def delete(self, session: Session, key: DraftKey, *, expected_version: int | None = None) -> bool:
         removed = self._delete(

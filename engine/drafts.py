@@ -36,6 +36,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -199,6 +201,11 @@ def _iso(ts: float) -> str | None:
 # Helpers ---------------------------------------------------------------------------------------------
 
 
+# What the standard library would refuse or write otherwise (subclasses, dates, dataclasses) orjson refuses too.
+_CANONICAL_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                      | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
 def canonical(payload: dict[str, Any]) -> str:
     """The one JSON text of a payload that is signed and stored: the standard library's sorted, compact,
     non-ASCII-kept form. orjson writes the same text ten times faster except for floats below 1e-4 in magnitude
@@ -207,7 +214,7 @@ def canonical(payload: dict[str, Any]) -> str:
     before they are signed and hold none): those go through the standard library, so the text of a payload never
     depends on which encoder wrote it."""
     try:
-        text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        text = orjson.dumps(payload, option=_CANONICAL_OPTIONS)
     except TypeError:
         text = b"e-"
     if b"e-" in text or b"0.0000" in text:
@@ -635,7 +642,8 @@ def _write(
             bucket=f"save:{key.user_id}",
             limit=settings.checkpoint_rate_limit_per_minute,
             window=RATE_WINDOW_SECONDS,
-            audit_row=_journal_entry(settings, event) if store.journal else "",
+            # A call with a reason writes a version with its audit row: never journaled.
+            audit_row=_journal_entry(settings, event) if store.journal and reason is None else "",
         )
         if put is None:
             seconds = max(1, int(wait + 0.999))
@@ -727,15 +735,17 @@ def _audit_save(
 #
 # A save kept in Redis writes its audit row into the store's journal in the same script as the draft (see
 # ``audit.journal_row``): the row exists exactly when the save does, and the answer waits for no database commit.
-# A thread per process moves journaled rows into ``audit_events`` every ``JOURNAL_DRAIN_SECONDS``; readers of the
-# trail drain first; the periodic sweep drains what a stopped process left. While the database is unreachable
-# the rows wait in Redis (up to ``draft_stores.JOURNAL_MAX_ROWS``; past that, saves audit synchronously again
-# and fail as they did before). Saves that write a durable version, restores, loads and clears are audited in
-# the database before they answer, as before.
+# A thread per process moves journaled rows into ``audit_events`` every ``JOURNAL_DRAIN_SECONDS`` (one drainer at
+# a time across processes, by a lease in Redis); readers of the trail drain first; the periodic sweep and a
+# process that exits drain what is left. While the database is unreachable the rows wait in Redis (up to
+# ``draft_stores.JOURNAL_MAX_ROWS``; past that, saves audit synchronously again and fail as they did before).
+# Saves that write a durable version, restores, loads and clears are audited in the database before they answer,
+# as before.
 
 JOURNAL_DRAIN_SECONDS = 0.2
 JOURNAL_BATCH = 500
 JOURNAL_IDLE_SECONDS = 30.0
+JOURNAL_LEASE_SECONDS = 30.0
 JOURNAL_PURPOSE = "audit-journal"
 _SIGNATURE_CHARS = 64
 
@@ -747,14 +757,43 @@ def _journal_entry(settings: Settings, event: dict[str, Any]) -> str:
     return sign(settings.secret_key, row.encode(), purpose=JOURNAL_PURPOSE) + row
 
 
-def drain_audit_journal(settings: Settings | None = None, store: DraftStore | None = None) -> int:
+def _verified_row(settings: Settings, entry: bytes | None) -> str | None:
+    """The row of a journal entry whose signature holds, else None (tampered, truncated, not text)."""
+    if not entry or len(entry) <= _SIGNATURE_CHARS:
+        return None
+    signature, row = entry[:_SIGNATURE_CHARS], entry[_SIGNATURE_CHARS:]
+    expected = sign(settings.secret_key, row, purpose=JOURNAL_PURPOSE).encode()
+    if not hmac.compare_digest(expected, signature):
+        return None
+    try:
+        return row.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def drain_audit_journal(settings: Settings | None = None, store: DraftStore | None = None, *,
+                        wait: float = 0.0) -> int:
     """Move the audit rows waiting in the draft store's journal into the database, each once, oldest first;
-    returns how many left the journal. A row the database refuses on its own (its author deleted meanwhile is
-    kept without the author's id) is set aside in the journal's ``refused`` list for an admin, never dropped."""
+    returns how many entries left the journal. Another process draining at the moment is waited for up to
+    ``wait`` seconds (then 0: it drains them). An entry that cannot be written (a signature that does not hold,
+    or a row the database refuses even without its author's id, the author deleted meanwhile) is moved aside
+    (``journal_refused_key``) for an admin and an ``audit.journal_refused`` event is written; never dropped."""
     settings = settings or get_settings()
     store = store or get_store(settings)
     if not store.journal:
         return 0
+    deadline = time.monotonic() + wait
+    while (token := store.journal_lease(JOURNAL_LEASE_SECONDS)) is None:
+        if time.monotonic() >= deadline:
+            return 0
+        time.sleep(0.01)
+    try:
+        return _drain(settings, store)
+    finally:
+        store.journal_release(token)
+
+
+def _drain(settings: Settings, store: DraftStore) -> int:
     from engine.db import get_engine
 
     moved = 0
@@ -762,74 +801,87 @@ def drain_audit_journal(settings: Settings | None = None, store: DraftStore | No
         entries = store.journal_read(JOURNAL_BATCH)
         if not entries:
             return moved
-        rows: list[tuple[str, str]] = []
+        rows: list[tuple[str, bytes, str]] = []
         for entry_id, entry in entries:
-            signature, row = entry[:_SIGNATURE_CHARS], entry[_SIGNATURE_CHARS:]
-            if verify_signature(settings.secret_key, row.encode(), signature, purpose=JOURNAL_PURPOSE):
-                rows.append((entry_id, row))
-            else:
+            row = _verified_row(settings, entry)
+            if row is None:
                 _set_aside(settings, store, entry_id, entry, "assinatura inválida")
+            else:
+                rows.append((entry_id, entry or b"", row))
+        written = [entry_id for entry_id, _, _ in rows]
         try:
-            audit.insert_journaled(get_engine(settings), [row for _, row in rows])
+            audit.insert_journaled(get_engine(settings), [row for _, _, row in rows])
         except (*audit.REFUSED, ValueError, KeyError, TypeError) as exc:  # the latter: a row that is not one
             log.warning("audit journal batch refused (%s); writing its rows one by one", exc)
-            for entry_id, row in rows:
-                _drain_one(settings, store, entry_id, row)
-        store.journal_remove([entry_id for entry_id, _ in entries])
+            written = []
+            for entry_id, entry, row in rows:
+                if _drain_one(settings, row):
+                    written.append(entry_id)
+                else:
+                    _set_aside(settings, store, entry_id, entry, "recusada pelo banco de dados")
+        store.journal_remove(written)
         moved += len(entries)
         if len(entries) < JOURNAL_BATCH:
             return moved
 
 
-def _drain_one(settings: Settings, store: DraftStore, entry_id: str, row: str) -> None:
+def _drain_one(settings: Settings, row: str) -> bool:
+    """Write one row alone; without its author's id when only that is refused. False when it cannot be."""
     from engine.db import get_engine
 
     engine = get_engine(settings)
     try:
         audit.insert_journaled(engine, [row])
-        return
+        return True
     except (*audit.REFUSED, ValueError, KeyError, TypeError):
         pass
     try:
         orphan = json.loads(row)
         orphan["actor_id"] = None  # the author was deleted since: the label still says who it was
         audit.insert_journaled(engine, [json.dumps(orphan, separators=(",", ":"))])
-        return
+        return True
     except (*audit.REFUSED, ValueError, KeyError, TypeError) as exc:
-        _set_aside(settings, store, entry_id, row, f"recusada pelo banco: {str(exc)[:200]}")
+        log.error("audit journal row refused by the database: %s", exc)
+        return False
 
 
-def _set_aside(settings: Settings, store: DraftStore, entry_id: str, entry: str, reason: str) -> None:
-    """Keep a journal entry that cannot be written (tampered, or refused by the database) for an admin, and
-    say so in the trail."""
-    log.error("audit journal entry %s set aside: %s", entry_id, reason)
+def _set_aside(settings: Settings, store: DraftStore, entry_id: str, entry: bytes | None, reason: str) -> None:
+    """Say in the trail that a journal entry cannot be written (once: the event's own ``journal_id`` comes
+    from the entry), then move the entry aside for an admin, out of the journal, in one step."""
+    from engine.db import get_engine
+
+    where = hashlib.sha256(store.journal_key.encode()).hexdigest()[:8]
+    event = audit.journal_row(journal_id=f"r{where}{entry_id}"[:32], actor=SYSTEM, action="audit.journal_refused",
+                              entity_type="audit_journal", entity_id=entry_id, after={"reason": reason},
+                              source="worker")
+    audit.insert_journaled(get_engine(settings), [event])
     store.journal_refuse(entry_id, entry)
-    with session_scope(settings) as session:
-        audit.insert_event(session, actor=SYSTEM, action="audit.journal_refused", entity_type="audit_journal",
-                           entity_id=entry_id, after={"reason": reason}, source="worker")
+    log.error("audit journal entry %s set aside: %s", entry_id, reason)
 
 
 class _Drainer:
-    """The thread that drains one store's journal for this process. It ends after ``JOURNAL_IDLE_SECONDS``
-    with nothing to drain (a save starts a new one); it keeps trying, more slowly, while the database fails."""
+    """The thread that drains one store's journal for this process. It leaves after ``JOURNAL_IDLE_SECONDS``
+    with nothing to drain (a later save starts another); it keeps trying, more slowly, while the database fails.
+    No lock is held across a call to Redis or the database."""
 
     def __init__(self, settings: Settings, store: DraftStore) -> None:
         self.settings, self.store = settings, store
+        self.ident = _drainer_key(settings)
         self.leaving = False
+        self.stopped = threading.Event()
         threading.Thread(target=self._run, name="audit-journal", daemon=True).start()
 
-    def _drain(self) -> int | None:
+    def drain(self, wait: float = 0.0) -> int | None:
         try:
-            return drain_audit_journal(self.settings, self.store)
+            return drain_audit_journal(self.settings, self.store, wait=wait)
         except Exception:
             log.warning("audit journal not drained; trying again", exc_info=True)
             return None
 
     def _run(self) -> None:
         delay, idle = JOURNAL_DRAIN_SECONDS, 0.0
-        while True:
-            time.sleep(delay)
-            moved = self._drain()
+        while not self.stopped.wait(delay):
+            moved = self.drain()
             if moved is None:
                 delay = min(delay * 2, 30.0)
                 continue
@@ -837,11 +889,17 @@ class _Drainer:
             idle = 0.0 if moved else idle + delay
             if idle < JOURNAL_IDLE_SECONDS:
                 continue
-            with _drainers_lock:  # a save that finds this one leaving waits here, then starts another
+            with _drainers_lock:  # from here a save that journals starts another drainer
                 self.leaving = True
-                if self._drain() == 0:
-                    _drainers.pop(_drainer_key(self.settings), None)
+                if _drainers.get(self.ident) is self:
+                    del _drainers[self.ident]
+            # What was journaled by a save that still saw this one staying is drained here.
+            if self.drain(wait=1.0) == 0:
+                return
+            with _drainers_lock:
+                if self.ident in _drainers:  # another one took over
                     return
+                _drainers[self.ident] = self
                 self.leaving, idle = False, 0.0
 
 
@@ -849,13 +907,30 @@ _drainers: dict[tuple[int, str, str, str], _Drainer] = {}
 _drainers_lock = threading.Lock()
 
 
+def _after_fork() -> None:
+    global _drainers_lock
+    _drainers_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    _drainers.clear()  # their threads are the parent's
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 @atexit.register
 def _drain_at_exit() -> None:
     """A process that journaled rows (a script, a worker) drains them once more as it exits, instead of leaving
     them to another process's drainer or the periodic sweep."""
-    for ident, drainer in list(_drainers.items()):
-        if ident[0] == os.getpid():
-            drainer._drain()
+    for drainer in list(_drainers.values()):
+        drainer.drain(wait=1.0)
+
+
+def stop_drainers() -> None:
+    """Stop this process's drainer threads (tests that change settings); rows left stay in the journal."""
+    with _drainers_lock:
+        drainers = list(_drainers.values())
+        _drainers.clear()
+    for drainer in drainers:
+        drainer.stopped.set()
 
 
 def _drainer_key(settings: Settings) -> tuple[int, str, str, str]:
@@ -868,14 +943,26 @@ def _drain_in_background(settings: Settings, store: DraftStore) -> None:
     drainer = _drainers.get(ident)
     if drainer is not None and not drainer.leaving:
         return
+    with _drainers_lock:
+        if ident not in _drainers:
+            _drainers[ident] = _Drainer(settings, store)
+
+
+def _drain_for_readers(engine: Any) -> int:
+    """``audit.list_events``'s journal source: the configured draft store's journal, when it is kept for
+    ``engine``'s database (whether or not this process journaled anything)."""
+    settings = get_settings()
+    if settings.checkpoint_storage != "redis":
+        return 0
     from engine.db import get_engine
 
-    with _drainers_lock:
-        drainer = _drainers.get(ident)
-        if drainer is None or drainer.leaving:
-            _drainers[ident] = _Drainer(settings, store)
-            audit.add_journal(get_engine(settings), store.journal_key,
-                              lambda: drain_audit_journal(settings, store))
+    own = get_engine(settings)
+    if own is not engine and own.url.render_as_string(False) != engine.url.render_as_string(False):
+        return 0
+    return drain_audit_journal(settings, wait=1.0)
+
+
+audit.add_journal_source(_drain_for_readers)
 
 
 def _conflict(
@@ -1238,7 +1325,11 @@ def sweep_expired(
     settings = settings or get_settings()
     store = store or get_store(settings)
     now = now or datetime.now(UTC)
-    journaled = drain_audit_journal(settings, store)
+    try:
+        journaled = drain_audit_journal(settings, store, wait=1.0)
+    except Exception:  # the sweep goes on; the rows stay journaled for the next drain
+        log.warning("audit journal not drained by the sweep", exc_info=True)
+        journaled = 0
     drafts = store.sweep(session)
     cutoff = now - timedelta(days=VERSION_RETENTION_DAYS)
     versions = session.execute(

@@ -56,6 +56,9 @@ def draft_settings(settings: Settings, store_kind: str, redis_url: str) -> Itera
     )
     set_settings(configured)
     yield configured
+    from engine.drafts import stop_drainers
+
+    stop_drainers()  # the audit journal's threads of this test's store
     if store_kind == "redis":
         _drop_prefix(redis_url, f"oficina:{configured.queue_name}:")
     reset_stores()
