@@ -71,7 +71,10 @@ INT32_MAX = 2**31 - 1
 MAX_TOKEN_LENGTH = 256
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TOO_BIG, _TOO_BIG_FIX = "Número grande demais no JSON", "envie-o como texto ou com menos dígitos."
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson may not hold (or text with such a run: reread too)
+# A run of 19 digits: an integer orjson may not hold (or text with such a run: reread too). Found by mapping
+# every digit to 1 and the rest to 0 (C speed, a tenth of a regular expression's search).
+_DIGIT_MAP = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+_LONG_DIGITS = b"\x01" * 19
 
 
 # Declarations ------------------------------------------------------------------------------------------
@@ -462,7 +465,7 @@ def parse_body(ep: Endpoint, registry: Registry, headers: HTTPHeaders, raw: byte
         if str(exc).startswith("number is infinity"):  # valid JSON, a number no float holds (1e400)
             raise BadRequest(f"{_TOO_BIG} ({str(exc)[:200]}); {_TOO_BIG_FIX}") from None
         raise BadRequest(f"JSON malformado: {str(exc)[:200]}") from None
-    if _LONG_DIGITS.search(raw):
+    if _LONG_DIGITS in raw.translate(_DIGIT_MAP):
         # orjson reads an integer beyond 64 bits as a float, which would store another number than the one
         # sent; the standard parser reads it exactly (what else it would accept, orjson refused above).
         try:
