@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -563,7 +564,7 @@ class RedisDraftStore(DraftStore):
             draft.version,
             draft.body,
             draft.signature,
-            json.dumps(draft.meta, separators=(",", ":")),
+            orjson.dumps(draft.meta).decode(),  # texts and an integer TTL, read back by json.loads
             draft.step,
             f"{draft.updated_at:.6f}",
             ttl_ms,
