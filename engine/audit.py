@@ -314,7 +314,7 @@ def journal_row(*, journal_id: str | None = None, **event: Any) -> str:
     row = _row(**event)
     row["created_at"] = utcnow()
     row["journal_id"] = journal_id or f"{_journal_prefix}{next(_journal_count):x}"
-    if _finite(row["before"]) and _finite(row["after"]):
+    if _plain(row["before"]) and _plain(row["after"]):
         try:  # orjson writes these rows as the standard library does (datetimes as isoformat), 5x faster
             return orjson.dumps(row, option=orjson.OPT_PASSTHROUGH_SUBCLASS).decode()
         except TypeError:
@@ -322,12 +322,15 @@ def journal_row(*, journal_id: str | None = None, **event: Any) -> str:
     return _row_json(AuditEvent.__table__, row)
 
 
-def _finite(state: dict[str, Any] | None) -> bool:
-    """No float of ``state``'s top level is NaN or infinite (orjson would write null; the standard library
-    refuses them); nested values go through the standard library's check."""
+_PLAIN = (str, int, bool, type(None))
+
+
+def _plain(state: dict[str, Any] | None) -> bool:
+    """``state`` holds only texts, integers, booleans, nulls and finite floats (exact types), which orjson writes
+    as the standard library does; anything else (NaN, nested values, dates, subclasses) goes through the standard
+    library and its refusals."""
     return state is None or all(
-        not isinstance(v, float | dict | list) or (isinstance(v, float) and math.isfinite(v))
-        for v in state.values())
+        type(v) in _PLAIN or (type(v) is float and math.isfinite(v)) for v in state.values())
 
 
 @functools.cache

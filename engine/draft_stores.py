@@ -422,9 +422,12 @@ class _LeanScript:
 
     The connection is redis-py's (it connects, authenticates, selects the database and sets timeouts as the
     client would). Whatever this path cannot do goes through the client as before: a script the server does
-    not know (NOSCRIPT after a restart) is loaded and run by it, and a connection error, a closed connection
-    or a timeout drops the thread's connection and leaves the retry and reconnect to it. Error replies are
-    raised as the client raises them (``ResponseError`` and its subclasses), the connection kept."""
+    not know (NOSCRIPT after a restart) or a server still loading its data is left to it (it loads the script,
+    or waits and retries), and a connection error or a connection closed before it answered drops the thread's
+    connection and leaves the retry and reconnect to it. A timeout once the command was sent is raised
+    (``TimeoutError``), not retried: the script may have run, and running it again would count the rate limit
+    twice and lose the durable version it marked as written. Other error replies are raised as the client
+    raises them (``ResponseError`` and its subclasses), the connection kept. RESP3 pushes are skipped."""
 
     def __init__(self, client: Any, script: Any) -> None:
         import hiredis
@@ -442,8 +445,11 @@ class _LeanScript:
             {"encoding": encoder.encoding, "errors": encoder.encoding_errors} if encoder.decode_responses else {}
         )
         self._new_reader = hiredis.Reader
-        self._unknown = exceptions.NoScriptError
-        self._dropped = (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
+        self._push = hiredis.PushNotification
+        self._not_run = (exceptions.NoScriptError, exceptions.ConnectionError)  # BusyLoadingError is one
+        self._timeout = exceptions.TimeoutError
+        self._timeouts = (exceptions.TimeoutError, TimeoutError)  # socket.timeout is TimeoutError
+        self._dropped = (exceptions.ConnectionError, OSError)
 
     def _connection(self) -> Any:
         owned = getattr(self._local, "owned", None)
@@ -461,16 +467,25 @@ class _LeanScript:
 
     def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
         conn = self._connection()
+        sent = False
         try:
             sock, reader = self._socket_and_reader(conn)
             sock.sendall(self._pack(("EVALSHA", self.script.sha, len(keys), *keys, *args)))
-            reply = reader.gets()
-            while reply is False:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("Redis fechou a conexão")
-                reader.feed(chunk)
+            sent = True
+            while True:
                 reply = reader.gets()
+                if reply is False:
+                    chunk = sock.recv(65536)
+                    if not chunk:  # closed before any reply: the server had dropped the idle connection
+                        raise ConnectionError("Redis fechou a conexão")
+                    reader.feed(chunk)
+                elif not isinstance(reply, self._push):  # RESP3 pushes (invalidations, notices) are not it
+                    break
+        except self._timeouts as exc:
+            self._drop(conn)
+            if sent:  # the script may have run: running it again could count or apply the save twice
+                raise self._timeout("Redis não respondeu a tempo ao salvamento do rascunho.") from exc
+            return self.script(keys=keys, args=args)
         except self._dropped:
             self._drop(conn)
             return self.script(keys=keys, args=args)
@@ -479,8 +494,8 @@ class _LeanScript:
             raise
         if isinstance(reply, self._reply_error):
             error = self._parse_error(str(reply))
-            if isinstance(error, self._unknown):
-                return self.script(keys=keys, args=args)
+            if isinstance(error, self._not_run):  # NOSCRIPT, LOADING: the script did not run; the client
+                return self.script(keys=keys, args=args)  # loads it or waits and retries
             raise error
         return reply
 

@@ -326,3 +326,17 @@ def test_one_drain_at_a_time_writes_each_row_once_without_gaps(draft_settings, u
     assert sorted(e.after["version"] for e in written) == list(range(60))
     ids = sorted(e.id for e in written)
     assert ids == list(range(ids[0], ids[0] + 60))  # no insert was repeated (each would take an id)
+
+
+def test_a_journal_row_is_refused_what_a_database_row_is_refused():
+    # The fast encoder would write NaN as null and dates as it likes: such rows go through the standard
+    # library, which refuses what no audit row may hold.
+    from datetime import UTC, datetime
+
+    row = json.loads(audit.journal_row(actor=None, action="x", after={"version": 1, "texto": "ação"}))
+    assert row["after"] == {"version": 1, "texto": "ação"} and datetime.fromisoformat(row["created_at"]).tzinfo
+    for bad in ({"n": float("nan")}, {"n": [float("nan")]}, {"n": (1, float("inf"))}, {"n": {"m": float("nan")}}):
+        with pytest.raises(ValueError):
+            audit.journal_row(actor=None, action="x", after=bad)
+    with pytest.raises(TypeError):
+        audit.journal_row(actor=None, action="x", after={"quando": datetime.now(UTC).time()})

@@ -803,3 +803,56 @@ def test_the_canonical_text_is_the_standard_librarys_whatever_the_values():
     assert drafts.canonical(keys) == standard(keys)
     for odd in ({1: "chave inteira"}, {True: "chave booleana"}):
         assert drafts.canonical(odd) == standard(odd)
+
+
+@REDIS_ONLY
+def test_a_push_on_the_connection_is_not_taken_for_the_scripts_answer(draft_settings, store):
+    # With RESP3 the server may push messages (key invalidations, maintenance notices) between replies: taken
+    # for an answer, every later answer on that thread would be the previous call's.
+    from engine.draft_stores import _LeanScript
+
+    client = redis_client(store)
+    echo = _LeanScript(client, client.register_script("return ARGV[1]"))
+    assert echo(keys=[], args=["um"]) == "um"
+    connection = echo._local.owned[1]
+    if connection.protocol not in (3, "3"):
+        pytest.skip("the client speaks RESP2: the server sends no pushes")
+    key = f"oficina:{draft_settings.queue_name}:tracked"
+    client.set(key, "a")
+    connection.send_command("CLIENT", "TRACKING", "on")
+    assert connection.read_response() in ("OK", b"OK")
+    connection.send_command("GET", key)  # now tracked: a change by anyone pushes an invalidation here
+    assert connection.read_response() in ("a", b"a")
+    client.set(key, "b")
+    assert [echo(keys=[], args=[text]) for text in ("dois", "três", "quatro")] == ["dois", "três", "quatro"]
+
+
+@REDIS_ONLY
+def test_a_script_the_server_did_not_run_goes_to_the_client_and_a_late_answer_is_not_run_twice(
+        draft_settings, store, monkeypatch):
+    import redis
+    from redis.exceptions import BusyLoadingError, TimeoutError
+
+    from engine.draft_stores import _LeanScript
+
+    client = redis_client(store)
+    loading = _LeanScript(client, client.register_script("return redis.error_reply('LOADING carregando')"))
+    through_client: list[int] = []
+    monkeypatch.setattr(type(loading.script), "__call__",
+                        lambda self, **kw: through_client.append(1) or "pelo cliente")
+    assert loading(keys=[], args=[]) == "pelo cliente" and through_client == [1]  # it waits and retries
+    monkeypatch.undo()
+    assert isinstance(loading._parse_error("LOADING x"), BusyLoadingError)
+
+    slow_client = redis.Redis.from_url(draft_settings.redis_url, decode_responses=True, socket_timeout=0.2)
+    key = f"oficina:{draft_settings.queue_name}:ran"
+    slow = _LeanScript(slow_client, slow_client.register_script(
+        "local n = redis.call('INCR', KEYS[1]) local t0 = redis.call('TIME') "
+        "repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 500000 "
+        "return n"))
+    slow_client.script_load(slow.script.script)  # known to the server: the call goes out on the socket at once
+    with pytest.raises(TimeoutError, match="não respondeu a tempo"):
+        slow(keys=[key], args=[])
+    time.sleep(0.5)
+    assert client.get(key) == "1"  # run once: not sent again when its answer was late
+    slow_client.close()
