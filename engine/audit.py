@@ -333,13 +333,6 @@ def _plain(state: dict[str, Any] | None) -> bool:
         type(v) in _PLAIN or (type(v) is float and math.isfinite(v)) for v in state.values())
 
 
-@functools.cache
-def _journaled_statement() -> str:
-    columns = ", ".join(_quoted(c) for c in _columns(AuditEvent.__table__))
-    return (f"INSERT INTO audit_events ({columns}) SELECT {columns} "
-            "FROM json_populate_recordset(NULL::audit_events, %s::json) ON CONFLICT (journal_id) DO NOTHING")
-
-
 def _decoded(encoded: str) -> dict[str, Any]:
     row = json.loads(encoded)
     row["created_at"] = datetime.fromisoformat(row["created_at"])
@@ -355,7 +348,8 @@ def insert_journaled(engine: Engine, rows: Sequence[str]) -> int:
         if engine.dialect.name == "postgresql":
             raw = conn.connection.driver_connection
             assert raw is not None
-            written = raw.execute(_journaled_statement(), [f"[{','.join(rows)}]"], prepare=True).rowcount
+            statement = _insert_statement((AuditEvent.__table__,)) + " ON CONFLICT (journal_id) DO NOTHING"
+            written = raw.execute(statement, [f"[{','.join(rows)}]"], prepare=True).rowcount
             raw.commit()
             return written
         statement = sqlite_insert(AuditEvent).on_conflict_do_nothing(index_elements=["journal_id"])

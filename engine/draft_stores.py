@@ -631,24 +631,12 @@ class RedisDraftStore(DraftStore):
         """The stream of audit rows written with their saves, waiting to be drained into the database."""
         return f"{self.prefix}audit"
 
-    @property
-    def _raw(self) -> Any:
-        """A client on the same server that returns bytes: a journal entry is read as it is, whatever was
-        written there (the drafts' client would fail on bytes that are not UTF-8)."""
-        raw = getattr(self, "_raw_client", None)
-        if raw is None:
-            import redis
-
-            pool = self.redis.connection_pool
-            kwargs = {**pool.connection_kwargs, "decode_responses": False}
-            raw = self._raw_client = redis.Redis(
-                connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
-        return raw
-
     def journal_read(self, count: int) -> list[tuple[str, bytes | None]]:
-        """The oldest ``count`` journal entries: (entry id, the entry's bytes, None when it has none)."""
-        return [(entry_id.decode(), fields.get(b"r"))
-                for entry_id, fields in self._raw.xrange(self.journal_key, count=count)]
+        """The oldest ``count`` journal entries: (entry id, the entry's bytes, None when it has none), read as
+        bytes whatever was written there (decoded, bytes that are not UTF-8 would fail the whole read)."""
+        entries = self.redis.execute_command("XRANGE", self.journal_key, "-", "+", "COUNT", count,
+                                             NEVER_DECODE=True)
+        return [(entry_id.decode(), fields.get(b"r")) for entry_id, fields in entries]
 
     def journal_remove(self, entry_ids: list[str]) -> None:
         if entry_ids:
@@ -664,8 +652,7 @@ class RedisDraftStore(DraftStore):
 
     def journal_refuse(self, entry_id: str, entry: bytes | None) -> None:
         """Move an entry out of the journal into ``journal_refused_key``, in one step (done twice, once)."""
-        self._refuse(keys=[self.journal_key, self.journal_refused_key], args=[entry_id, entry or b""],
-                     client=self._raw)
+        self._refuse(keys=[self.journal_key, self.journal_refused_key], args=[entry_id, entry or b""])
 
     def journal_lease(self, seconds: float) -> str | None:
         """The right to drain the journal for ``seconds`` (one drainer at a time across processes), or None

@@ -37,7 +37,6 @@ import argparse
 import atexit
 import functools
 import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -216,8 +215,8 @@ def canonical(payload: dict[str, Any]) -> str:
     try:
         text = orjson.dumps(payload, option=_CANONICAL_OPTIONS)
     except TypeError:
-        text = b"e-"
-    if b"e-" in text or b"0.0000" in text:
+        text = None
+    if text is None or b"e-" in text or b"0.0000" in text:
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.decode()
 
@@ -762,8 +761,8 @@ def _verified_row(settings: Settings, entry: bytes | None) -> str | None:
     if not entry or len(entry) <= _SIGNATURE_CHARS:
         return None
     signature, row = entry[:_SIGNATURE_CHARS], entry[_SIGNATURE_CHARS:]
-    expected = sign(settings.secret_key, row, purpose=JOURNAL_PURPOSE).encode()
-    if not hmac.compare_digest(expected, signature):
+    if not signature.isascii() or not verify_signature(settings.secret_key, row, signature.decode(),
+                                                       purpose=JOURNAL_PURPOSE):
         return None
     try:
         return row.decode()

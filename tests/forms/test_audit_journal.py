@@ -143,8 +143,7 @@ def test_a_row_the_database_refuses_alone_is_set_aside_and_the_others_are_writte
     client.xadd(store.journal_key, {"r": forged})  # tampered: another author, the signature left as it was
     # Signed, but no row the table can hold (a bug, another release): refused by the database alone.
     not_a_row = '{"not": "an audit row"'
-    client.xadd(store.journal_key, {"r": drafts.sign(draft_settings.secret_key, not_a_row.encode(),
-                                                      purpose=drafts.JOURNAL_PURPOSE) + not_a_row})
+    client.xadd(store.journal_key, {"r": signed(draft_settings, not_a_row)})
     with session_scope(draft_settings) as s:  # an author leaves before the drain
         s.execute(delete(User).where(User.id == other.id))
     assert drafts.drain_audit_journal(draft_settings) == 4
@@ -153,8 +152,7 @@ def test_a_row_the_database_refuses_alone_is_set_aside_and_the_others_are_writte
     assert sorted(((e.actor_id or 0), e.actor_label) for e in journaled_rows) == sorted(
         [(author.id, author.email), (0, other.email)])
     refused = client.hgetall(store.journal_refused_key)
-    assert sorted(refused.values()) == sorted([forged, drafts.sign(
-        draft_settings.secret_key, not_a_row.encode(), purpose=drafts.JOURNAL_PURPOSE) + not_a_row])
+    assert sorted(refused.values()) == sorted([forged, signed(draft_settings, not_a_row)])
     with session_scope(draft_settings) as s:
         reasons = [e.after["reason"] for e in s.scalars(
             select(AuditEvent).where(AuditEvent.action == "audit.journal_refused").order_by(AuditEvent.id))]
@@ -243,7 +241,15 @@ print(drafts.get_store(settings).journal_length())
     assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 2]
 
 
+def bytes_client(settings: Settings) -> Any:
+    """A client of the same Redis that writes and reads bytes as they are (what a tampering hand would use)."""
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url)
+
+
 def signed(settings: Settings, row: str) -> str:
+    """A journal entry as a save writes it (``drafts._journal_entry``), for a row written by hand."""
     return drafts.sign(settings.secret_key, row.encode(), purpose=drafts.JOURNAL_PURPOSE) + row
 
 
@@ -256,7 +262,7 @@ def test_entries_no_drain_can_read_are_set_aside_once_and_never_stop_the_others(
 
     author = users["autor"]
     save(draft_settings, author, {"razao_social": "Um"}, version=0)
-    raw = store._raw
+    raw = bytes_client(draft_settings)
     raw.xadd(store.journal_key, {b"x": b"sem campo r"})
     raw.xadd(store.journal_key, {b"r": "ç".encode() * 40 + b"{}"})
     raw.xadd(store.journal_key, {b"r": b"\xff\xfe" * 40})
@@ -278,7 +284,7 @@ def test_entries_no_drain_can_read_are_set_aside_once_and_never_stop_the_others(
     assert drafts.drain_audit_journal(draft_settings) == 4
     assert store.journal_length() == 0
     assert [e.after["version"] for e in saves_in_db(draft_settings)] == [1, 2]
-    assert len(store._raw.hgetall(store.journal_refused_key)) == 3
+    assert len(raw.hgetall(store.journal_refused_key)) == 3
     with session_scope(draft_settings) as s:
         refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "audit.journal_refused")).all()
     assert len(refused) == 3 and {e.after["reason"] for e in refused} == {"assinatura inválida"}
@@ -292,7 +298,7 @@ def test_a_reader_drains_what_other_processes_journaled_and_sees_events_in_time_
     save(draft_settings, author, {"razao_social": "Três"}, version=2, step=1)  # a step: written at once
     drafts.stop_drainers()  # as in a process that never saved: nothing of its own to drain
     row = audit.journal_row(actor=author, action="draft.load", entity_type="draft", entity_id="outro-processo")
-    store._raw.xadd(store.journal_key, {b"r": signed(draft_settings, row).encode()})
+    bytes_client(draft_settings).xadd(store.journal_key, {b"r": signed(draft_settings, row).encode()})
     with session_scope(draft_settings) as s:
         events, total = audit.list_events(s, actor=users["admin"], entity_type="draft")
     assert store.journal_length() == 0
@@ -306,8 +312,9 @@ def test_one_drain_at_a_time_writes_each_row_once_without_gaps(draft_settings, u
     author = users["autor"]
     rows = [audit.journal_row(actor=author, action="draft.save", entity_type="draft", entity_id=f"d{i}",
                               after={"version": i}) for i in range(60)]
+    raw = bytes_client(draft_settings)
     for row in rows:
-        store._raw.xadd(store.journal_key, {b"r": signed(draft_settings, row).encode()})
+        raw.xadd(store.journal_key, {b"r": signed(draft_settings, row).encode()})
     lease = store.journal_lease(5)
     assert lease is not None
     started = time.monotonic()
